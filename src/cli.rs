@@ -1,0 +1,65 @@
+//! The command line: `demo`, `run`, `check`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "peakguard",
+    version,
+    about = "After-sales health during peak sales: per-shop refund-rate alerts from Kafka"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole system on librdkafka's in-process cluster with synthetic
+    /// peak-sale traffic and an injected refund spike. No broker needed.
+    Demo {
+        /// Wall-clock length of the demo (e.g. 40s, 2m).
+        #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Simulated time the demo covers (23:40 to 00:40 Beijing time by default).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        sim_duration: Duration,
+        /// Number of shops.
+        #[arg(long, default_value_t = 20_000)]
+        shops: usize,
+        /// Orders paid per simulated second before the midnight surge.
+        #[arg(long, default_value_t = 60.0)]
+        orders_per_sec: f64,
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 2)]
+        partitions: i32,
+        /// Address of /metrics.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Random seed of the traffic.
+        #[arg(long, default_value_t = 1111)]
+        seed: u64,
+    },
+    /// Consume a real Kafka cluster as configured in FILE.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the settings in force (secrets redacted).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}

@@ -1,0 +1,531 @@
+//! Avro bodies: the schema store (writer schemas by id, one reader schema per
+//! event kind) and the mapping between Avro values and [`Event`].
+//!
+//! A writer schema is resolved against the reader schema of its kind with
+//! apache-avro's schema resolution, so records written with an older or newer
+//! version of a schema still decode (new enum symbols become the enum's
+//! default, new fields with defaults are filled in).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use serde::Deserialize;
+
+use super::{wire, DecodeError};
+use crate::event::*;
+
+/// Earliest plausible event time: 2000-01-01T00:00:00Z.
+pub const MIN_PLAUSIBLE_MS: Millis = 946_684_800_000;
+/// Latest plausible event time: 2100-01-01T00:00:00Z.
+pub const MAX_PLAUSIBLE_MS: Millis = 4_102_444_800_000;
+
+/// The schemas shipped in `schemas/`, compiled in so that `peakguard demo`
+/// and the tests run from any directory.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("ids.toml", include_str!("../../schemas/ids.toml")),
+    ("order.avsc", include_str!("../../schemas/order.avsc")),
+    ("shipment.avsc", include_str!("../../schemas/shipment.avsc")),
+    ("return.avsc", include_str!("../../schemas/return.avsc")),
+    ("refund.avsc", include_str!("../../schemas/refund.avsc")),
+    ("dispute.avsc", include_str!("../../schemas/dispute.avsc")),
+    (
+        "chargeback.avsc",
+        include_str!("../../schemas/chargeback.avsc"),
+    ),
+];
+
+/// Why a schema directory could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaStoreError {
+    #[error("cannot read {path}: {source}; check [schemas].dir in the config")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid ids.toml: {message}")]
+    Ids { path: PathBuf, message: String },
+    #[error("{path} is not a valid Avro schema: {message}")]
+    Schema { path: PathBuf, message: String },
+    #[error("{path}: record name `{name}` is not one of OrderEvent, ShipmentEvent, ReturnEvent, RefundEvent, DisputeEvent, ChargebackEvent")]
+    UnknownRecord { path: PathBuf, name: String },
+    #[error("schema id {id} is listed twice in ids.toml; ids are never reused")]
+    DuplicateId { id: u32 },
+    #[error("no reader schema for `{kind}`: ids.toml must list `{kind}.avsc`")]
+    MissingReader { kind: EventKind },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdsFile {
+    schema: Vec<IdEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdEntry {
+    id: u32,
+    file: String,
+}
+
+struct Writer {
+    schema: Schema,
+    kind: EventKind,
+    /// True when this writer schema is the reader schema (no resolution needed).
+    is_reader: bool,
+}
+
+/// Writer schemas by id and the reader schema of each event kind.
+pub struct SchemaStore {
+    writers: HashMap<u32, Writer>,
+    /// Indexed by `EventKind as usize`: (schema id, schema).
+    readers: Vec<(u32, Schema)>,
+}
+
+impl std::fmt::Debug for SchemaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<_> = self.writers.keys().collect();
+        ids.sort();
+        f.debug_struct("SchemaStore")
+            .field("schema_ids", &ids)
+            .finish()
+    }
+}
+
+fn kind_of_record(name: &str) -> Option<EventKind> {
+    Some(match name {
+        "OrderEvent" => EventKind::Order,
+        "ShipmentEvent" => EventKind::Shipment,
+        "ReturnEvent" => EventKind::Return,
+        "RefundEvent" => EventKind::Refund,
+        "DisputeEvent" => EventKind::Dispute,
+        "ChargebackEvent" => EventKind::Chargeback,
+        _ => return None,
+    })
+}
+
+impl SchemaStore {
+    /// The schemas compiled into the binary (a copy of `schemas/`).
+    pub fn embedded() -> SchemaStore {
+        let files: HashMap<&str, &str> = EMBEDDED.iter().copied().collect();
+        Self::build(Path::new("<embedded>"), |name| {
+            files
+                .get(name)
+                .map(|s| s.to_string())
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        })
+        .expect("embedded schemas are valid (checked by tests)")
+    }
+
+    /// Loads `ids.toml` and the schema files it names from `dir`.
+    pub fn load(dir: &Path) -> Result<SchemaStore, SchemaStoreError> {
+        Self::build(dir, |name| std::fs::read_to_string(dir.join(name)))
+    }
+
+    fn build(
+        dir: &Path,
+        read: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Result<SchemaStore, SchemaStoreError> {
+        // Keep allocations driven by corrupt length prefixes small: no record
+        // we accept is anywhere near 16 MiB. (Set once per process.)
+        let _ = apache_avro::max_allocation_bytes(16 << 20);
+        let ids_path = dir.join("ids.toml");
+        let ids_text = read("ids.toml").map_err(|source| SchemaStoreError::Read {
+            path: ids_path.clone(),
+            source,
+        })?;
+        let ids: IdsFile = toml::from_str(&ids_text).map_err(|e| SchemaStoreError::Ids {
+            path: ids_path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut writers = HashMap::new();
+        let mut readers: Vec<Option<(u32, Schema)>> = vec![None; EventKind::ALL.len()];
+        for entry in ids.schema {
+            let path = dir.join(&entry.file);
+            let text = read(&entry.file).map_err(|source| SchemaStoreError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let schema = Schema::parse_str(&text).map_err(|e| SchemaStoreError::Schema {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let name = match &schema {
+                Schema::Record(r) => r.name.name.clone(),
+                _ => String::from("<not a record>"),
+            };
+            let kind =
+                kind_of_record(&name).ok_or(SchemaStoreError::UnknownRecord { path, name })?;
+            let is_reader = entry.file == format!("{kind}.avsc");
+            if is_reader {
+                readers[kind as usize] = Some((entry.id, schema.clone()));
+            }
+            if writers
+                .insert(
+                    entry.id,
+                    Writer {
+                        schema,
+                        kind,
+                        is_reader,
+                    },
+                )
+                .is_some()
+            {
+                return Err(SchemaStoreError::DuplicateId { id: entry.id });
+            }
+        }
+        let readers = readers
+            .into_iter()
+            .zip(EventKind::ALL)
+            .map(|(r, kind)| r.ok_or(SchemaStoreError::MissingReader { kind: *kind }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SchemaStore { writers, readers })
+    }
+
+    /// The id of the current (reader) schema of `kind`.
+    pub fn reader_id(&self, kind: EventKind) -> u32 {
+        self.readers[kind as usize].0
+    }
+
+    /// The event kind written with `schema_id`, if known.
+    pub fn kind_of(&self, schema_id: u32) -> Option<EventKind> {
+        self.writers.get(&schema_id).map(|w| w.kind)
+    }
+
+    /// Decodes an Avro body written with `schema_id`.
+    pub fn decode_body(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
+        let writer = self
+            .writers
+            .get(&schema_id)
+            .ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+        let reader_schema = if writer.is_reader {
+            None
+        } else {
+            Some(&self.readers[writer.kind as usize].1)
+        };
+        let mut cursor = body;
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut cursor, reader_schema)
+            .map_err(|e| DecodeError::Avro {
+                schema_id,
+                message: e.to_string(),
+            })?;
+        if !cursor.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                schema_id,
+                extra: cursor.len(),
+            });
+        }
+        event_from_value(writer.kind, value)
+    }
+
+    /// Encodes `event` with the reader schema of its kind, Confluent-framed.
+    pub fn encode(&self, event: &Event) -> Result<Vec<u8>, DecodeError> {
+        let (id, schema) = &self.readers[event.kind() as usize];
+        let body = apache_avro::to_avro_datum(schema, event_to_value(event)).map_err(|e| {
+            DecodeError::Avro {
+                schema_id: *id,
+                message: e.to_string(),
+            }
+        })?;
+        let mut out = Vec::with_capacity(wire::HEADER_LEN + body.len());
+        wire::write_header(&mut out, *id);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value -> Event
+
+struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    fn get(&self, name: &'static str) -> Result<&Value, DecodeError> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| unwrap_union(v))
+            .ok_or(DecodeError::MissingField { field: name })
+    }
+
+    fn string(&self, name: &'static str) -> Result<String, DecodeError> {
+        match self.get(name)? {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(DecodeError::MissingField { field: name }),
+        }
+    }
+
+    fn required_string(&self, name: &'static str) -> Result<String, DecodeError> {
+        let s = self.string(name)?;
+        if s.trim().is_empty() {
+            return Err(DecodeError::EmptyField { field: name });
+        }
+        Ok(s)
+    }
+
+    fn opt_string(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.get(name)? {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(DecodeError::MissingField { field: name }),
+        }
+    }
+
+    fn long(&self, name: &'static str) -> Result<i64, DecodeError> {
+        match self.get(name)? {
+            Value::Long(v) | Value::TimestampMillis(v) => Ok(*v),
+            Value::Int(v) => Ok(i64::from(*v)),
+            _ => Err(DecodeError::MissingField { field: name }),
+        }
+    }
+
+    fn time(&self, name: &'static str) -> Result<Millis, DecodeError> {
+        check_time(name, self.long(name)?)
+    }
+
+    fn opt_time(&self, name: &'static str) -> Result<Option<Millis>, DecodeError> {
+        match self.get(name)? {
+            Value::Null => Ok(None),
+            _ => self.time(name).map(Some),
+        }
+    }
+
+    fn symbol<T>(
+        &self,
+        name: &'static str,
+        parse: fn(&str) -> Option<T>,
+        fallback: T,
+    ) -> Result<T, DecodeError> {
+        match self.get(name)? {
+            // A symbol this build does not know maps to the fallback, as the
+            // schema's enum default does for resolved records.
+            Value::Enum(_, s) => Ok(parse(s).unwrap_or(fallback)),
+            _ => Err(DecodeError::MissingField { field: name }),
+        }
+    }
+
+    fn money(&self) -> Result<Money, DecodeError> {
+        let amount = self.long("amount_minor")?;
+        let currency = self.string("currency")?;
+        if amount < 0 {
+            return Err(DecodeError::InvalidField {
+                field: "amount_minor",
+                value: amount.to_string(),
+                why: "must not be negative",
+            });
+        }
+        Money::new(amount, &currency).ok_or(DecodeError::InvalidField {
+            field: "currency",
+            value: format!("{currency:?}"),
+            why: "must be an ISO 4217 code of three upper-case letters",
+        })
+    }
+
+    fn reason(&self) -> Result<Reason, DecodeError> {
+        self.symbol("reason", Reason::from_symbol, Reason::Other)
+    }
+}
+
+fn unwrap_union(v: &Value) -> &Value {
+    match v {
+        Value::Union(_, inner) => inner,
+        other => other,
+    }
+}
+
+fn check_time(field: &'static str, ms: Millis) -> Result<Millis, DecodeError> {
+    if (MIN_PLAUSIBLE_MS..MAX_PLAUSIBLE_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(DecodeError::InvalidField {
+            field,
+            value: ms.to_string(),
+            why: "not between year 2000 and 2100",
+        })
+    }
+}
+
+fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError> {
+    let f = match value {
+        Value::Record(fields) => Fields(fields),
+        _ => return Err(DecodeError::MissingField { field: "<record>" }),
+    };
+    let body = match kind {
+        EventKind::Order => EventBody::Order {
+            step: f.symbol("type", OrderStep::from_symbol, OrderStep::Unknown)?,
+            cancelled_by: match f.get("cancelled_by")? {
+                Value::Null => None,
+                _ => Some(f.symbol(
+                    "cancelled_by",
+                    CancelledBy::from_symbol,
+                    CancelledBy::Unknown,
+                )?),
+            },
+            money: f.money()?,
+        },
+        EventKind::Shipment => EventBody::Shipment {
+            step: f.symbol("type", ShipmentStep::from_symbol, ShipmentStep::Unknown)?,
+            promised_by: f.opt_time("promised_by")?,
+        },
+        EventKind::Return => EventBody::Return {
+            step: f.symbol("type", ReturnStep::from_symbol, ReturnStep::Unknown)?,
+            reason: f.reason()?,
+            order_paid_at: f.time("order_paid_at")?,
+        },
+        EventKind::Refund => EventBody::Refund {
+            step: f.symbol("type", RefundStep::from_symbol, RefundStep::Unknown)?,
+            refund_type: f.symbol("refund_type", RefundType::from_symbol, RefundType::Unknown)?,
+            stage: f.symbol("stage", RefundStage::from_symbol, RefundStage::Unknown)?,
+            reason: f.reason()?,
+            money: f.money()?,
+            order_paid_at: f.time("order_paid_at")?,
+        },
+        EventKind::Dispute => EventBody::Dispute {
+            step: f.symbol("type", DisputeStep::from_symbol, DisputeStep::Unknown)?,
+            reason: f.reason()?,
+            money: f.money()?,
+            order_paid_at: f.time("order_paid_at")?,
+        },
+        EventKind::Chargeback => EventBody::Chargeback {
+            step: f.symbol("type", ChargebackStep::from_symbol, ChargebackStep::Unknown)?,
+            category: f.symbol(
+                "chargeback_category",
+                ChargebackCategory::from_symbol,
+                ChargebackCategory::Unknown,
+            )?,
+            reason: f.reason()?,
+            money: f.money()?,
+            order_paid_at: f.time("order_paid_at")?,
+        },
+    };
+    Ok(Event {
+        event_id: f.required_string("event_id")?,
+        shop_id: f.required_string("shop_id")?,
+        order_id: f.required_string("order_id")?,
+        sub_order_id: f.opt_string("sub_order_id")?,
+        event_time: f.time("event_time")?,
+        category: f.string("category")?,
+        body,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Event -> Value (field order follows schemas/*.avsc)
+
+fn sym<T: std::fmt::Display>(index: usize, s: T) -> Value {
+    Value::Enum(index as u32, s.to_string())
+}
+
+fn enum_value<T: Copy + PartialEq + std::fmt::Display>(all: &[T], v: T) -> Value {
+    let index = all.iter().position(|x| *x == v).unwrap_or(0);
+    sym(index, v)
+}
+
+fn opt<T>(v: Option<T>, some: impl FnOnce(T) -> Value) -> Value {
+    match v {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(x) => Value::Union(1, Box::new(some(x))),
+    }
+}
+
+fn event_to_value(e: &Event) -> Value {
+    let mut fields: Vec<(String, Value)> = vec![
+        ("event_id".into(), Value::String(e.event_id.clone())),
+        ("shop_id".into(), Value::String(e.shop_id.clone())),
+        ("order_id".into(), Value::String(e.order_id.clone())),
+        (
+            "sub_order_id".into(),
+            opt(e.sub_order_id.clone(), Value::String),
+        ),
+        ("event_time".into(), Value::TimestampMillis(e.event_time)),
+        ("category".into(), Value::String(e.category.clone())),
+    ];
+    let money = |m: &Money| {
+        [
+            ("amount_minor".to_string(), Value::Long(m.amount_minor)),
+            (
+                "currency".to_string(),
+                Value::String(m.currency_str().to_string()),
+            ),
+        ]
+    };
+    let paid_at = |t: Millis| ("order_paid_at".to_string(), Value::TimestampMillis(t));
+    let reason = |r: Reason| ("reason".to_string(), enum_value(Reason::ALL, r));
+    match &e.body {
+        EventBody::Order {
+            step,
+            cancelled_by,
+            money: m,
+        } => {
+            fields.push(("type".into(), enum_value(OrderStep::ALL, *step)));
+            fields.push((
+                "cancelled_by".into(),
+                opt(*cancelled_by, |c| enum_value(CancelledBy::ALL, c)),
+            ));
+            fields.extend(money(m));
+        }
+        EventBody::Shipment { step, promised_by } => {
+            fields.push(("type".into(), enum_value(ShipmentStep::ALL, *step)));
+            fields.push((
+                "promised_by".into(),
+                opt(*promised_by, Value::TimestampMillis),
+            ));
+        }
+        EventBody::Return {
+            step,
+            reason: r,
+            order_paid_at,
+        } => {
+            fields.push(("type".into(), enum_value(ReturnStep::ALL, *step)));
+            fields.push(reason(*r));
+            fields.push(paid_at(*order_paid_at));
+        }
+        EventBody::Refund {
+            step,
+            refund_type,
+            stage,
+            reason: r,
+            money: m,
+            order_paid_at,
+        } => {
+            fields.push(("type".into(), enum_value(RefundStep::ALL, *step)));
+            fields.push((
+                "refund_type".into(),
+                enum_value(RefundType::ALL, *refund_type),
+            ));
+            fields.push(("stage".into(), enum_value(RefundStage::ALL, *stage)));
+            fields.push(reason(*r));
+            fields.extend(money(m));
+            fields.push(paid_at(*order_paid_at));
+        }
+        EventBody::Dispute {
+            step,
+            reason: r,
+            money: m,
+            order_paid_at,
+        } => {
+            fields.push(("type".into(), enum_value(DisputeStep::ALL, *step)));
+            fields.push(reason(*r));
+            fields.extend(money(m));
+            fields.push(paid_at(*order_paid_at));
+        }
+        EventBody::Chargeback {
+            step,
+            category,
+            reason: r,
+            money: m,
+            order_paid_at,
+        } => {
+            fields.push(("type".into(), enum_value(ChargebackStep::ALL, *step)));
+            fields.push((
+                "chargeback_category".into(),
+                enum_value(ChargebackCategory::ALL, *category),
+            ));
+            fields.push(reason(*r));
+            fields.extend(money(m));
+            fields.push(paid_at(*order_paid_at));
+        }
+    }
+    Value::Record(fields)
+}

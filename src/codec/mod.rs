@@ -1,0 +1,97 @@
+//! Turning bytes into [`Event`]s and back.
+//!
+//! * [`wire`]: the Confluent framing (magic byte 0, 4-byte big-endian schema id).
+//! * [`avro`]: the schema store (local schema directory) and the Avro body codec.
+//!
+//! Every failure is a [`DecodeError`] whose [`DecodeError::reason`] is a short,
+//! bounded label used for the `peakguard_decode_errors_total{reason}` counter and
+//! the dead-letter header. Decoding never panics on input.
+
+pub mod avro;
+pub mod wire;
+
+use crate::event::Event;
+
+pub use avro::{SchemaStore, SchemaStoreError};
+
+/// Why a record could not become an [`Event`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(
+        "record is {len} bytes, shorter than the 5-byte Confluent header (magic byte + schema id)"
+    )]
+    Truncated { len: usize },
+    #[error("first byte is {0:#04x}, expected the Confluent magic byte 0x00; is the producer using the Confluent Avro serializer?")]
+    BadMagic(u8),
+    #[error(
+        "schema id {0} is not known; add its writer schema to the schema directory's ids.toml"
+    )]
+    UnknownSchemaId(u32),
+    #[error("Avro body does not match writer schema {schema_id}: {message}")]
+    Avro { schema_id: u32, message: String },
+    #[error("{extra} bytes left after the Avro body of schema {schema_id}; wrong schema id?")]
+    TrailingBytes { schema_id: u32, extra: usize },
+    #[error("field `{field}` is missing or has the wrong type")]
+    MissingField { field: &'static str },
+    #[error("field `{field}` is empty")]
+    EmptyField { field: &'static str },
+    #[error("field `{field}` = {value} is out of range ({why})")]
+    InvalidField {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl DecodeError {
+    /// A bounded label for metrics and dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::BadMagic(_) => "bad_magic",
+            DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
+            DecodeError::Avro { .. } => "avro_body",
+            DecodeError::TrailingBytes { .. } => "trailing_bytes",
+            DecodeError::MissingField { .. } => "missing_field",
+            DecodeError::EmptyField { field: "shop_id" } => "missing_shop_id",
+            DecodeError::EmptyField { .. } => "empty_field",
+            DecodeError::InvalidField {
+                field: "event_time" | "order_paid_at" | "promised_by",
+                ..
+            } => "invalid_timestamp",
+            DecodeError::InvalidField {
+                field: "amount_minor" | "currency",
+                ..
+            } => "invalid_amount",
+            DecodeError::InvalidField { .. } => "invalid_field",
+        }
+    }
+
+    /// Every label [`reason`](Self::reason) can return, so counters can be
+    /// registered before the first error.
+    pub const REASONS: &'static [&'static str] = &[
+        "truncated",
+        "bad_magic",
+        "unknown_schema_id",
+        "avro_body",
+        "trailing_bytes",
+        "missing_field",
+        "missing_shop_id",
+        "empty_field",
+        "invalid_timestamp",
+        "invalid_amount",
+        "invalid_field",
+    ];
+}
+
+/// Decodes one Confluent-framed Avro record.
+pub fn decode(store: &SchemaStore, bytes: &[u8]) -> Result<Event, DecodeError> {
+    let (schema_id, body) = wire::split(bytes)?;
+    store.decode_body(schema_id, body)
+}
+
+/// Encodes an event with the store's current (reader) schema for its kind,
+/// Confluent-framed. Used by the generator, tests and benches.
+pub fn encode(store: &SchemaStore, event: &Event) -> Result<Vec<u8>, DecodeError> {
+    store.encode(event)
+}

@@ -1,0 +1,166 @@
+//! Event-time progress: one clock per source partition, combined into a
+//! watermark that only moves forward.
+//!
+//! The watermark is `min(max event time of each active partition) - allowed
+//! lateness`. A partition that has reached the end of its log (caught up) or
+//! has been silent for `idle_timeout` of processing time does not hold the
+//! watermark back; a partition that is assigned but has produced nothing yet
+//! does, until it catches up or goes idle, so a slow topic cannot make a fast
+//! one look like a spike. When every partition is caught up or idle, the
+//! watermark advances with processing time so windows drain and alerts can
+//! resolve on a quiet stream.
+
+use std::collections::HashMap;
+
+use crate::event::Millis;
+
+/// A source partition, numbered by the worker that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u32);
+
+#[derive(Clone, Debug)]
+struct PartitionClock {
+    max_event: Option<Millis>,
+    last_event_proc: Millis,
+    caught_up: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct WatermarkTracker {
+    lateness_ms: i64,
+    idle_timeout_ms: i64,
+    parts: HashMap<SourceId, PartitionClock>,
+    max_seen: Option<Millis>,
+    last_event_proc: Millis,
+    current: Option<Millis>,
+}
+
+impl WatermarkTracker {
+    pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
+        WatermarkTracker {
+            lateness_ms,
+            idle_timeout_ms,
+            parts: HashMap::new(),
+            max_seen: None,
+            last_event_proc: 0,
+            current: None,
+        }
+    }
+
+    /// A partition was assigned; it holds the watermark until it reports.
+    pub fn assign(&mut self, id: SourceId, proc_now: Millis) {
+        self.parts.entry(id).or_insert(PartitionClock {
+            max_event: None,
+            last_event_proc: proc_now,
+            caught_up: false,
+        });
+    }
+
+    pub fn revoke(&mut self, id: SourceId) {
+        self.parts.remove(&id);
+    }
+
+    /// An event was read from `id`.
+    pub fn observe(&mut self, id: SourceId, event_time: Millis, proc_now: Millis) {
+        let p = self.parts.entry(id).or_insert(PartitionClock {
+            max_event: None,
+            last_event_proc: proc_now,
+            caught_up: false,
+        });
+        p.max_event = Some(p.max_event.map_or(event_time, |m| m.max(event_time)));
+        p.last_event_proc = proc_now;
+        p.caught_up = false;
+        self.max_seen = Some(self.max_seen.map_or(event_time, |m| m.max(event_time)));
+        self.last_event_proc = proc_now;
+    }
+
+    /// `id` has no more records for now (end of its log).
+    pub fn caught_up(&mut self, id: SourceId) {
+        if let Some(p) = self.parts.get_mut(&id) {
+            p.caught_up = true;
+        }
+    }
+
+    /// Newest event time seen on any partition.
+    pub fn max_seen(&self) -> Option<Millis> {
+        self.max_seen
+    }
+
+    pub fn current(&self) -> Option<Millis> {
+        self.current
+    }
+
+    /// Recomputes the watermark at processing time `proc_now`.
+    pub fn update(&mut self, proc_now: Millis) -> Option<Millis> {
+        let mut min_active: Option<Millis> = None;
+        let mut any_active = false;
+        for p in self.parts.values() {
+            let idle = proc_now - p.last_event_proc >= self.idle_timeout_ms;
+            if p.caught_up || idle {
+                continue;
+            }
+            any_active = true;
+            match p.max_event {
+                // Assigned, not yet heard from: hold everything back.
+                None => return self.current,
+                Some(t) => min_active = Some(min_active.map_or(t, |m| m.min(t))),
+            }
+        }
+        let candidate = match (any_active, min_active, self.max_seen) {
+            (true, Some(t), _) => Some(t - self.lateness_ms),
+            (false, _, Some(max)) => {
+                let quiet = (proc_now - self.last_event_proc).max(0);
+                Some(max - self.lateness_ms + quiet)
+            }
+            _ => None,
+        };
+        if let Some(c) = candidate {
+            self.current = Some(self.current.map_or(c, |w| w.max(c)));
+        }
+        self.current
+    }
+
+    /// End of input: every event has been read, so the watermark moves to the
+    /// newest event time.
+    pub fn finish(&mut self) -> Option<Millis> {
+        if let Some(max) = self.max_seen {
+            self.current = Some(self.current.map_or(max, |w| w.max(max)));
+        }
+        self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silent_partition_holds_until_caught_up_or_idle() {
+        let mut w = WatermarkTracker::new(1_000, 10_000);
+        w.assign(SourceId(0), 0);
+        w.assign(SourceId(1), 0);
+        w.observe(SourceId(0), 100_000, 1);
+        assert_eq!(w.update(1), None, "partition 1 has not reported");
+        w.caught_up(SourceId(1));
+        assert_eq!(w.update(2), Some(99_000));
+        w.observe(SourceId(1), 50_000, 3);
+        assert_eq!(w.update(3), Some(99_000), "never moves back");
+        w.observe(SourceId(1), 120_000, 4);
+        w.observe(SourceId(0), 110_000, 4);
+        assert_eq!(w.update(4), Some(109_000), "min of active partitions");
+        // Partition 0 goes silent past the idle timeout.
+        w.observe(SourceId(1), 130_000, 20_000);
+        assert_eq!(w.update(20_000), Some(129_000));
+    }
+
+    #[test]
+    fn quiet_stream_advances_by_processing_time() {
+        let mut w = WatermarkTracker::new(1_000, 10_000);
+        w.assign(SourceId(0), 0);
+        w.observe(SourceId(0), 100_000, 0);
+        w.caught_up(SourceId(0));
+        assert_eq!(w.update(0), Some(99_000));
+        assert_eq!(w.update(5_000), Some(104_000));
+        assert_eq!(w.finish(), Some(104_000));
+    }
+}

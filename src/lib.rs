@@ -1,0 +1,38 @@
+//! peakguard: after-sales health during peak sales.
+//!
+//! ```text
+//!  Kafka (consumer group) ──> decode ──> fold into per-shop ──> rules ──> alert sinks (log, Kafka topic)
+//!  embedded demo cluster      (Avro,      sliding windows       (volume floor,
+//!                              Confluent   (event time,          Wilson bound,
+//!                              framing)    watermark)            lifecycle)  ──> Prometheus /metrics
+//! ```
+//!
+//! Module map:
+//! * [`event`]: the domain event model.
+//! * [`codec`]: Confluent wire format and Avro (schema store, decode, encode).
+//! * [`engine`]: per-shop event-time windows and watermarks (pure).
+//! * [`rules`]: rate rules, Wilson bound, alert lifecycle (pure).
+//! * [`pipeline`]: engine + rules driven by a worker (pure).
+//! * [`cli`]: the command line (clap).
+//! * [`config`]: the TOML configuration and its validation.
+//! * [`source`]: the Kafka consumer worker.
+//! * [`sink`]: alert delivery (log, Kafka alerts topic).
+//! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
+//! * [`generator`]: synthetic peak-sale traffic with an injected incident.
+//! * [`demo`]: the one-command demo on librdkafka's in-process cluster.
+//! * [`runtime`]: wires a worker, sinks and HTTP together for `run` and `demo`.
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod event;
+pub mod generator;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod rules;
+pub mod runtime;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,215 @@
+//! The `peakguard` binary: parses the command line, sets up logging and hands
+//! over to the library.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use peakguard::cli::{Cli, Command, LogFormat};
+use peakguard::codec::SchemaStore;
+use peakguard::config::Config;
+use peakguard::demo::{self, DemoOptions};
+use peakguard::generator::GeneratorConfig;
+use peakguard::rules::AlertStatus;
+use peakguard::runtime::{self, RunOptions};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+}
+
+fn load_store(cfg: &Config) -> anyhow::Result<Arc<SchemaStore>> {
+    Ok(Arc::new(match &cfg.schemas.dir {
+        Some(dir) => SchemaStore::load(dir)?,
+        None => SchemaStore::embedded(),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let shutdown = CancellationToken::new();
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = Config::load(&config)?;
+            let store = load_store(&cfg)?;
+            println!(
+                "{} is valid.\n{:#?}\nschemas: {:?}",
+                config.display(),
+                cfg,
+                store
+            );
+        }
+        Command::Run { config } => {
+            let cfg = Config::load(&config)?;
+            let store = load_store(&cfg)?;
+            tracing::info!(config = ?cfg.kafka, "starting");
+            stop_on_signals(shutdown.clone());
+            let summary = runtime::run(
+                cfg,
+                store,
+                shutdown,
+                RunOptions {
+                    http: true,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .context("peakguard run failed")?;
+            let r = &summary.report;
+            println!(
+                "stopped: {} records, {} folded, {} late, {} undecodable, {} alerts",
+                r.records,
+                r.stats.folded,
+                r.stats.late,
+                r.decode_errors,
+                summary.alerts.len()
+            );
+        }
+        Command::Demo {
+            duration,
+            sim_duration,
+            shops,
+            orders_per_sec,
+            partitions,
+            listen,
+            seed,
+        } => {
+            anyhow::ensure!(shops > 0, "--shops must be at least 1");
+            anyhow::ensure!(partitions > 0, "--partitions must be at least 1");
+            let generator = GeneratorConfig {
+                shops,
+                duration_ms: sim_duration.as_millis() as i64,
+                base_orders_per_sec: orders_per_sec,
+                seed,
+                ..GeneratorConfig::default()
+            };
+            stop_on_signals(shutdown.clone());
+            println!(
+                "peakguard demo: {shops} shops, simulated {} of Double 11 eve in {}; Ctrl-C to stop early",
+                humantime::format_duration(sim_duration),
+                humantime::format_duration(duration)
+            );
+            let s = demo::run(
+                DemoOptions {
+                    duration,
+                    generator,
+                    partitions,
+                    listen,
+                },
+                shutdown,
+            )
+            .await?;
+            print_demo_summary(&s);
+        }
+    }
+    Ok(())
+}
+
+fn fmt_time(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
+}
+
+fn print_demo_summary(s: &demo::DemoSummary) {
+    let r = &s.run.report;
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    println!("\n=== peakguard demo summary ===");
+    println!(
+        "simulated time   {} .. {}",
+        fmt_time(s.sim_start),
+        fmt_time(s.sim_end)
+    );
+    println!("events produced  {}", s.produced);
+    println!(
+        "events processed {} in {:.1}s = {:.0} events/s ({} folded, {} ignored kinds, {} late, {} undecodable)",
+        r.records,
+        secs,
+        r.records as f64 / secs,
+        r.stats.folded,
+        r.stats.ignored,
+        r.stats.late,
+        r.decode_errors
+    );
+    if !r.latency_ms.is_empty() {
+        println!(
+            "produce->fold    p50 {} ms, p99 {} ms, max {} ms",
+            r.latency_ms.value_at_quantile(0.5),
+            r.latency_ms.value_at_quantile(0.99),
+            r.latency_ms.max()
+        );
+    }
+    println!("shops held       {}", r.shops);
+    let firing: Vec<_> = s
+        .run
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .collect();
+    println!("alerts fired     {}", firing.len());
+    for a in &firing {
+        println!(
+            "  {} shop={} {} {}/{} = {:.1}% (Wilson lower bound {:.1}% > {:.1}%) at {}",
+            a.rule,
+            a.shop_id,
+            a.window,
+            a.numerator,
+            a.denominator,
+            a.rate * 100.0,
+            a.wilson_lower_bound * 100.0,
+            a.threshold * 100.0,
+            fmt_time(a.window_end)
+        );
+    }
+    if let Some(spike) = &s.spike_shop {
+        let caught = firing.iter().any(|a| &a.shop_id == spike);
+        println!(
+            "injected spike   {spike}: {}",
+            if caught {
+                "detected"
+            } else {
+                "NOT detected (demo too short? try --duration 60s)"
+            }
+        );
+    }
+}

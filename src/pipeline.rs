@@ -1,0 +1,207 @@
+//! The pure heart of a worker: folds events into the [`Engine`] and runs the
+//! [`RuleSet`] as event time advances. No IO and no clock of its own; the
+//! Kafka worker, replay and the tests drive it the same way.
+//!
+//! Rules are evaluated on watermark ticks, at the end of every *complete*
+//! bucket (one that ends at or before the watermark) since the previous tick,
+//! for every shop whose counters changed and for every firing alert. Reading
+//! only complete buckets means a topic that lags behind another (orders
+//! behind refunds) never makes a healthy shop look like a spike.
+
+use std::collections::HashSet;
+
+use crate::engine::window::bucket_of;
+use crate::engine::{Counts, Engine, EngineConfig, Fold, SourceId, WindowSpec};
+use crate::event::{Event, Millis};
+use crate::rules::{Alert, AlertStatus, RateRule, RuleSet};
+
+/// Running totals of what a pipeline did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub folded: u64,
+    pub ignored: u64,
+    pub late: u64,
+    pub fired: u64,
+    pub resolved: u64,
+}
+
+pub struct Pipeline {
+    engine: Engine,
+    rules: RuleSet,
+    windows: Vec<WindowSpec>,
+    /// Per window: the last complete bucket evaluated.
+    evaluated: Vec<Option<i64>>,
+    /// Per window: how many buckets behind the newest one a tick may go back.
+    readable: Vec<i64>,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    pub fn new(cfg: EngineConfig, rules: Vec<RateRule>) -> Pipeline {
+        let windows = cfg.windows.clone();
+        let readable = windows
+            .iter()
+            .map(|w| cfg.allowed_lateness_ms.max(0) / w.step_ms + 1)
+            .collect();
+        let evaluated = vec![None; windows.len()];
+        Pipeline {
+            engine: Engine::new(cfg),
+            rules: RuleSet::new(rules),
+            windows,
+            evaluated,
+            readable,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    pub fn watermark(&self) -> Option<Millis> {
+        self.engine.watermark().current()
+    }
+
+    pub fn assign(&mut self, source: SourceId, proc_now: Millis) {
+        self.engine.watermark_mut().assign(source, proc_now);
+    }
+
+    pub fn revoke(&mut self, source: SourceId) {
+        self.engine.watermark_mut().revoke(source);
+    }
+
+    /// `source` reached the end of its log.
+    pub fn caught_up(&mut self, source: SourceId) {
+        self.engine.watermark_mut().caught_up(source);
+    }
+
+    /// Folds one event.
+    pub fn ingest(&mut self, source: SourceId, event: &Event, proc_now: Millis) -> Fold {
+        let fold = self.engine.fold(source, event, proc_now);
+        match fold {
+            Fold::Folded => self.stats.folded += 1,
+            Fold::Ignored => self.stats.ignored += 1,
+            Fold::Late => self.stats.late += 1,
+        }
+        fold
+    }
+
+    /// Advances the watermark to processing time `proc_now` and evaluates the
+    /// rules at every bucket that completed since the last tick.
+    pub fn tick(&mut self, proc_now: Millis, out: &mut Vec<Alert>) {
+        let Some(wm) = self.engine.watermark_mut().update(proc_now) else {
+            return;
+        };
+        let ends: Vec<i64> = self
+            .windows
+            .iter()
+            .map(|w| bucket_of(wm, w.step_ms) - 1)
+            .collect();
+        self.evaluate_through(&ends, out);
+    }
+
+    /// End of input (replay, tests): everything has been read, so the last,
+    /// partial bucket counts as complete.
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        let Some(wm) = self.engine.watermark_mut().finish() else {
+            return;
+        };
+        let ends: Vec<i64> = self
+            .windows
+            .iter()
+            .map(|w| bucket_of(wm, w.step_ms))
+            .collect();
+        self.evaluate_through(&ends, out);
+    }
+
+    /// Drops shops with empty windows; returns how many.
+    pub fn evict_idle(&mut self) -> usize {
+        self.engine.evict_idle()
+    }
+
+    fn evaluate_through(&mut self, ends: &[i64], out: &mut Vec<Alert>) {
+        // Per window: the bucket ends to evaluate at this tick.
+        let spans: Vec<Option<(i64, i64)>> = (0..self.windows.len())
+            .map(|w| {
+                let end = ends[w];
+                let from = match self.evaluated[w] {
+                    Some(prev) if prev >= end => return None,
+                    Some(prev) => (prev + 1).max(end - self.readable[w]),
+                    None => end - self.readable[w],
+                };
+                Some((from, end))
+            })
+            .collect();
+        for (w, span) in spans.iter().enumerate() {
+            if let Some((_, end)) = span {
+                self.evaluated[w] = Some(*end);
+            }
+        }
+        let before = out.len();
+        let windows = &self.windows;
+        let rules = &mut self.rules;
+        let track_seen = rules.firing_count() > 0;
+        let mut seen: HashSet<Box<str>> = HashSet::new();
+        self.engine.drain_pending(|shop_id, shop| {
+            for r in 0..rules.rules().len() {
+                let w = rules.rules()[r].window;
+                let Some((from, end)) = spans[w] else {
+                    continue;
+                };
+                for k in from..=end {
+                    let end_ms = (k + 1) * windows[w].step_ms;
+                    if let Some(a) =
+                        rules.evaluate(r, shop_id, &shop.category, &shop.read(w, k), end_ms)
+                    {
+                        out.push(a);
+                    }
+                }
+            }
+            if track_seen {
+                seen.insert(shop_id.into());
+            }
+            // Keep the shop pending until every window has evaluated its newest bucket.
+            let newest = Engine::pending_until(shop).unwrap_or(Millis::MIN);
+            windows
+                .iter()
+                .zip(ends)
+                .any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
+        });
+        // Firing alerts of shops without new events: their windows drain.
+        let firing: Vec<(usize, Box<str>)> = self
+            .rules
+            .firing()
+            .filter(|(_, s)| !seen.contains(*s))
+            .map(|(r, s)| (r, s.into()))
+            .collect();
+        for (r, shop_id) in firing {
+            let w = self.rules.rules()[r].window;
+            let Some((from, end)) = spans[w] else {
+                continue;
+            };
+            let shop = self.engine.shop(&shop_id);
+            let category = shop.map(|s| s.category.to_string()).unwrap_or_default();
+            for k in from..=end {
+                let counts = shop.map(|s| s.read(w, k)).unwrap_or(Counts::default());
+                let end_ms = (k + 1) * self.windows[w].step_ms;
+                if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &counts, end_ms) {
+                    out.push(a);
+                }
+            }
+        }
+        for a in &out[before..] {
+            match a.status {
+                AlertStatus::Firing => self.stats.fired += 1,
+                AlertStatus::Resolved => self.stats.resolved += 1,
+            }
+        }
+    }
+}

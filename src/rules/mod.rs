@@ -1,0 +1,304 @@
+//! Alert rules and their lifecycle. Pure: callers hand in window counts and
+//! the event time of the window end; rules hand back [`Alert`] transitions.
+//!
+//! * [`stats`]: the Wilson score lower bound.
+//! * [`alert`]: the notification every sink receives, and fingerprints.
+//!
+//! A rate rule fires for a shop when, in its window, the denominator and the
+//! numerator both reach their volume floors and the Wilson lower bound of the
+//! rate exceeds the threshold. It resolves when that no longer holds. Only
+//! firing (rule, shop) pairs are kept in memory.
+
+pub mod alert;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use alert::{fingerprint, Alert, AlertStatus, Severity};
+
+use crate::engine::Counts;
+use crate::event::Millis;
+
+/// The rate a rule watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Refunds requested / orders paid.
+    RefundRate,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::RefundRate => "refund_rate",
+        }
+    }
+
+    /// (numerator, denominator) of the metric in `c`.
+    pub fn ratio(self, c: &Counts) -> (u64, u64) {
+        match self {
+            Metric::RefundRate => (u64::from(c.refunds_requested), u64::from(c.orders_paid)),
+        }
+    }
+}
+
+/// A rate rule, resolved against the engine's windows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateRule {
+    pub name: String,
+    pub metric: Metric,
+    /// Index into the engine's windows.
+    pub window: usize,
+    pub window_name: String,
+    pub threshold: f64,
+    pub min_denominator: u64,
+    pub min_numerator: u64,
+    /// One-sided z of the configured confidence.
+    pub z: f64,
+    pub severity: Severity,
+    pub runbook_url: Option<String>,
+}
+
+/// The numbers a rule computed at one window end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub numerator: u64,
+    pub denominator: u64,
+    pub rate: f64,
+    pub bound: f64,
+    pub breached: bool,
+}
+
+impl RateRule {
+    pub fn evaluate(&self, c: &Counts) -> Evaluation {
+        let (k, n) = self.metric.ratio(c);
+        let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        let bound = stats::wilson_lower_bound(k, n, self.z);
+        let breached =
+            n >= self.min_denominator && k >= self.min_numerator && bound > self.threshold;
+        Evaluation {
+            numerator: k,
+            denominator: n,
+            rate,
+            bound,
+            breached,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Firing {
+    starts_at: Millis,
+}
+
+/// The rules in force and the lifecycle state of every firing (rule, shop).
+pub struct RuleSet {
+    rules: Vec<RateRule>,
+    firing: HashMap<(usize, Box<str>), Firing>,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<RateRule>) -> RuleSet {
+        RuleSet {
+            rules,
+            firing: HashMap::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &[RateRule] {
+        &self.rules
+    }
+
+    /// (rule index, shop id) of every firing alert.
+    pub fn firing(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.firing.keys().map(|(r, s)| (*r, &**s))
+    }
+
+    pub fn firing_count(&self) -> usize {
+        self.firing.len()
+    }
+
+    /// Evaluates rule `r` for a shop at the window ending at `window_end`;
+    /// returns the transition, if any.
+    pub fn evaluate(
+        &mut self,
+        r: usize,
+        shop_id: &str,
+        category: &str,
+        c: &Counts,
+        window_end: Millis,
+    ) -> Option<Alert> {
+        let rule = &self.rules[r];
+        let eval = rule.evaluate(c);
+        let key = (r, Box::<str>::from(shop_id));
+        match (self.firing.get(&key), eval.breached) {
+            (None, true) => {
+                self.firing.insert(
+                    key,
+                    Firing {
+                        starts_at: window_end,
+                    },
+                );
+                Some(self.alert(
+                    r,
+                    shop_id,
+                    category,
+                    &eval,
+                    window_end,
+                    window_end,
+                    AlertStatus::Firing,
+                ))
+            }
+            (Some(f), false) => {
+                let starts_at = f.starts_at;
+                self.firing.remove(&key);
+                Some(self.alert(
+                    r,
+                    shop_id,
+                    category,
+                    &eval,
+                    starts_at,
+                    window_end,
+                    AlertStatus::Resolved,
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        &self,
+        r: usize,
+        shop_id: &str,
+        category: &str,
+        e: &Evaluation,
+        starts_at: Millis,
+        window_end: Millis,
+        status: AlertStatus,
+    ) -> Alert {
+        let rule = &self.rules[r];
+        let metric = rule.metric.name();
+        let mut labels = BTreeMap::new();
+        labels.insert("alertname".to_string(), rule.name.clone());
+        labels.insert("rule".to_string(), rule.name.clone());
+        labels.insert("severity".to_string(), rule.severity.as_str().to_string());
+        labels.insert("scope".to_string(), "shop".to_string());
+        labels.insert("shop_id".to_string(), shop_id.to_string());
+        labels.insert("category".to_string(), category.to_string());
+        labels.insert("window".to_string(), rule.window_name.clone());
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "summary".to_string(),
+            format!(
+                "{metric} of shop {shop_id} is {:.1}% over the last {}",
+                e.rate * 100.0,
+                rule.window_name
+            ),
+        );
+        annotations.insert(
+            "description".to_string(),
+            format!(
+                "{} of {} ({:.2}%); Wilson lower bound {:.2}% is {} the {:.2}% threshold",
+                e.numerator,
+                e.denominator,
+                e.rate * 100.0,
+                e.bound * 100.0,
+                if e.breached {
+                    "above"
+                } else {
+                    "no longer above"
+                },
+                rule.threshold * 100.0
+            ),
+        );
+        if let Some(url) = &rule.runbook_url {
+            annotations.insert("runbook_url".to_string(), url.clone());
+        }
+        Alert {
+            fingerprint: fingerprint(&rule.name, "shop", shop_id),
+            status,
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            scope: "shop",
+            shop_id: shop_id.to_string(),
+            category: category.to_string(),
+            metric,
+            window: rule.window_name.clone(),
+            numerator: e.numerator,
+            denominator: e.denominator,
+            rate: e.rate,
+            wilson_lower_bound: e.bound,
+            threshold: rule.threshold,
+            starts_at,
+            ends_at: (status == AlertStatus::Resolved).then_some(window_end),
+            window_end,
+            labels,
+            annotations,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> RateRule {
+        RateRule {
+            name: "refund_rate_5m".into(),
+            metric: Metric::RefundRate,
+            window: 0,
+            window_name: "5m".into(),
+            threshold: 0.10,
+            min_denominator: 30,
+            min_numerator: 5,
+            z: stats::z_for_confidence(0.95),
+            severity: Severity::Page,
+            runbook_url: None,
+        }
+    }
+
+    fn counts(orders: u32, refunds: u32) -> Counts {
+        Counts {
+            orders_paid: orders,
+            refunds_requested: refunds,
+        }
+    }
+
+    #[test]
+    fn volume_floor_and_bound_gate_firing() {
+        let r = rule();
+        assert!(
+            !r.evaluate(&counts(4, 3)).breached,
+            "3 of 4 is below the volume floor"
+        );
+        assert!(!r.evaluate(&counts(100, 4)).breached, "too few refunds");
+        assert!(
+            !r.evaluate(&counts(100, 14)).breached,
+            "14% raw but bound below 10%"
+        );
+        assert!(r.evaluate(&counts(100, 25)).breached);
+    }
+
+    #[test]
+    fn fires_once_then_resolves() {
+        let mut set = RuleSet::new(vec![rule()]);
+        let a = set
+            .evaluate(0, "s1", "apparel", &counts(100, 40), 1_000)
+            .expect("fires");
+        assert_eq!(a.status, AlertStatus::Firing);
+        assert_eq!((a.numerator, a.denominator), (40, 100));
+        assert_eq!(a.labels["shop_id"], "s1");
+        assert!(
+            set.evaluate(0, "s1", "apparel", &counts(120, 45), 2_000)
+                .is_none(),
+            "no re-fire"
+        );
+        let r = set
+            .evaluate(0, "s1", "apparel", &counts(100, 2), 3_000)
+            .expect("resolves");
+        assert_eq!(r.status, AlertStatus::Resolved);
+        assert_eq!((r.starts_at, r.ends_at), (1_000, Some(3_000)));
+        assert_eq!(r.fingerprint, a.fingerprint);
+        assert_eq!(set.firing_count(), 0);
+    }
+}

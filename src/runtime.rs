@@ -1,0 +1,124 @@
+//! Wires one worker, the alert sinks and the HTTP server together; used by
+//! `peakguard run` and `peakguard demo`. The worker runs on its own OS thread
+//! (sync hot path); sinks and HTTP run on the tokio runtime. Every part stops
+//! on one [`CancellationToken`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::codec::SchemaStore;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rules::Alert;
+use crate::sink::{self, kafka::KafkaSink};
+use crate::source::kafka::{client_config, SourceError};
+use crate::source::{run_worker, WorkerOptions, WorkerReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot create the alerts producer: {0}")]
+    AlertsProducer(rdkafka::error::KafkaError),
+    #[error(
+        "cannot listen on {addr} (http.listen): {source}; pick a free port or stop what holds it"
+    )]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the worker thread panicked")]
+    WorkerPanicked,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub worker: WorkerOptions,
+    /// Serve /metrics and /healthz on `[http].listen`.
+    pub http: bool,
+}
+
+/// What a run did.
+pub struct RunSummary {
+    pub report: WorkerReport,
+    /// Every alert notification delivered, in order.
+    pub alerts: Vec<Alert>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A started HTTP server's address, reported before the run ends.
+pub type OnListen = Box<dyn FnOnce(SocketAddr) + Send>;
+
+/// Runs until `shutdown` (or, with `exit_when_caught_up`, until caught up).
+pub async fn run(
+    cfg: Config,
+    store: Arc<SchemaStore>,
+    shutdown: CancellationToken,
+    opts: RunOptions,
+    on_listen: Option<OnListen>,
+) -> Result<RunSummary, RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let http_stop = CancellationToken::new();
+    let mut http_task = None;
+    if opts.http {
+        let addr: SocketAddr = cfg.http.listen.parse().map_err(|_| RunError::Listen {
+            addr: cfg.http.listen.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port"),
+        })?;
+        let (bound, task) = crate::http::serve(addr, metrics.clone(), http_stop.clone())
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: cfg.http.listen.clone(),
+                source,
+            })?;
+        info!(%bound, "serving /metrics and /healthz");
+        if let Some(f) = on_listen {
+            f(bound);
+        }
+        http_task = Some(task);
+    }
+    let kafka_sink = if cfg.kafka.alerts_topic.is_empty() {
+        None
+    } else {
+        Some(
+            KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic)
+                .map_err(RunError::AlertsProducer)?,
+        )
+    };
+    let (tx, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink_task = tokio::spawn(sink::run(
+        rx,
+        kafka_sink,
+        metrics.clone(),
+        delivered.clone(),
+    ));
+
+    let (done_tx, done_rx) = oneshot::channel();
+    let worker_metrics = metrics.clone();
+    let worker_opts = opts.worker.clone();
+    std::thread::Builder::new()
+        .name("peakguard-worker".into())
+        .spawn(move || {
+            let result = run_worker(&cfg, &store, &worker_metrics, tx, shutdown, worker_opts);
+            let _ = done_tx.send(result);
+        })
+        .map_err(|_| RunError::WorkerPanicked)?;
+    let report = done_rx.await.map_err(|_| RunError::WorkerPanicked)??;
+    // The worker dropped its sender: the sink task drains what is queued and ends.
+    let _ = sink_task.await;
+    http_stop.cancel();
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    let alerts = delivered.lock().map(|d| d.clone()).unwrap_or_default();
+    Ok(RunSummary {
+        report,
+        alerts,
+        metrics,
+    })
+}

@@ -1,0 +1,548 @@
+//! The Kafka worker: one consumer in the group, reading every configured
+//! topic, decoding records, folding them into its [`Pipeline`] and sending
+//! alert transitions to the sinks. Synchronous on its own thread: the hot
+//! path takes no locks and awaits nothing.
+//!
+//! Offsets are stored only after a record has been folded (or dead-lettered),
+//! and committed by librdkafka's auto-commit, so a crash re-reads at most the
+//! records since the last commit (at-least-once; exact state across restarts
+//! comes with checkpoints). Records that cannot be decoded, and events too
+//! late to count, go to the dead-letter topic with their reason in headers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Message};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::limiter::LogLimiter;
+use crate::codec::{self, SchemaStore};
+use crate::config::Config;
+use crate::engine::{Fold, SourceId};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineStats};
+use crate::rules::Alert;
+
+/// How a worker runs.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerOptions {
+    /// Stop once every assigned partition has reached the end of its log
+    /// (tests, one-off catch-up); the last buckets are then evaluated too.
+    pub exit_when_caught_up: bool,
+}
+
+/// What a worker did, for the end-of-run summary.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    pub records: u64,
+    pub decode_errors: u64,
+    pub stats: PipelineStats,
+    pub elapsed: Duration,
+    /// Producer timestamp -> folded, in milliseconds.
+    pub latency_ms: Histogram<u64>,
+    pub shops: usize,
+}
+
+/// Errors that stop a worker at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the Kafka consumer for brokers {brokers}: {source}; check kafka.brokers and kafka.properties")]
+    Consumer { brokers: String, source: KafkaError },
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+    #[error("cannot create the dead-letter producer: {0}")]
+    Producer(KafkaError),
+}
+
+enum Change {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Records rebalances; the poll loop applies them on its own thread.
+struct RebalanceLog {
+    changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for RebalanceLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition also arrives here as a "global" error; it is not one.
+        if matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return;
+        }
+        warn!(error = %error, reason, "librdkafka error");
+    }
+}
+
+impl ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let list = |tpl: &rdkafka::TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect::<Vec<_>>()
+        };
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => Change::Assigned(list(tpl)),
+            Rebalance::Revoke(tpl) => Change::Revoked(list(tpl)),
+            Rebalance::Error(e) => {
+                warn!(error = %e, "rebalance failed");
+                return;
+            }
+        };
+        if let Ok(mut c) = self.changes.lock() {
+            c.push(change);
+        }
+    }
+}
+
+/// librdkafka client settings shared by the consumer and producers.
+pub fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers);
+    for (k, v) in &cfg.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+struct SourceState {
+    id: SourceId,
+    /// Offset after the last record read; `None` before the first.
+    next_offset: Option<i64>,
+    /// At the end of its log as of the last end-of-partition event.
+    eof: bool,
+}
+
+struct Worker<'a> {
+    dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
+    dead_letter_topic: String,
+    store: &'a SchemaStore,
+    metrics: &'a Metrics,
+    pipeline: Pipeline,
+    sources: HashMap<String, Vec<Option<SourceState>>>,
+    next_source: u32,
+    alerts_tx: mpsc::Sender<Alert>,
+    alerts: Vec<Alert>,
+    limiter: LogLimiter,
+    latency_ms: Histogram<u64>,
+    records: u64,
+    decode_errors: u64,
+    started: Instant,
+}
+
+/// Runs one worker until `shutdown` is cancelled (or, with
+/// `exit_when_caught_up`, until every partition is caught up).
+pub fn run_worker(
+    cfg: &Config,
+    store: &SchemaStore,
+    metrics: &Metrics,
+    alerts_tx: mpsc::Sender<Alert>,
+    shutdown: CancellationToken,
+    opts: WorkerOptions,
+) -> Result<WorkerReport, SourceError> {
+    let mut cc = client_config(cfg);
+    cc.set("group.id", &cfg.kafka.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        // Range assignment puts partition i of every co-partitioned topic on one consumer.
+        .set("partition.assignment.strategy", "range");
+    let consumer: BaseConsumer<RebalanceLog> = cc
+        .create_with_context(RebalanceLog {
+            changes: Mutex::new(Vec::new()),
+        })
+        .map_err(|source| SourceError::Consumer {
+            brokers: cfg.kafka.brokers.clone(),
+            source,
+        })?;
+    let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| SourceError::Subscribe {
+            topics: cfg.kafka.topics.clone(),
+            source,
+        })?;
+    let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
+        None
+    } else {
+        Some(
+            client_config(cfg)
+                .set("linger.ms", "20")
+                .create()
+                .map_err(SourceError::Producer)?,
+        )
+    };
+    let mut w = Worker {
+        dead_letters,
+        dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
+        store,
+        metrics,
+        pipeline: Pipeline::new(cfg.engine_config(), cfg.rate_rules()),
+        sources: HashMap::new(),
+        next_source: 0,
+        alerts_tx,
+        alerts: Vec::new(),
+        limiter: LogLimiter::new(Duration::from_secs(5)),
+        latency_ms: Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds"),
+        records: 0,
+        decode_errors: 0,
+        started: Instant::now(),
+    };
+    info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "worker started");
+    w.run(&consumer, &shutdown, &opts, cfg.engine.tick_interval);
+    Ok(w.finish(&consumer))
+}
+
+impl Worker<'_> {
+    fn proc_now(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    fn run(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        shutdown: &CancellationToken,
+        opts: &WorkerOptions,
+        tick_interval: Duration,
+    ) {
+        let counters = self.metrics.event_counters();
+        let mut last_tick = Instant::now();
+        let mut last_evict = Instant::now();
+        while !shutdown.is_cancelled() {
+            self.apply_rebalances(consumer);
+            let batch_start = Instant::now();
+            let mut n = 0;
+            let mut timeout = Duration::from_millis(50);
+            // Drain what is ready, up to a batch, then tick.
+            while n < 4096 {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(msg)) => {
+                        self.handle(consumer, &msg, &counters);
+                        n += 1;
+                    }
+                    Some(Err(KafkaError::PartitionEOF(p))) => self.partition_eof(consumer, p),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "consumer error");
+                        break;
+                    }
+                }
+                timeout = Duration::ZERO;
+            }
+            if n > 0 {
+                self.metrics
+                    .batch_duration
+                    .observe(batch_start.elapsed().as_secs_f64());
+            }
+            if last_tick.elapsed() >= tick_interval {
+                last_tick = Instant::now();
+                let now = self.proc_now();
+                self.pipeline.tick(now, &mut self.alerts);
+                self.flush_alerts();
+                if last_evict.elapsed() >= Duration::from_secs(10) {
+                    last_evict = Instant::now();
+                    let evicted = self.pipeline.evict_idle();
+                    debug!(evicted, "evicted idle shops");
+                }
+            }
+            if opts.exit_when_caught_up && self.all_caught_up() {
+                info!("every assigned partition is caught up; finishing");
+                break;
+            }
+        }
+        if opts.exit_when_caught_up {
+            self.pipeline.finish(&mut self.alerts);
+            self.flush_alerts();
+        }
+    }
+
+    fn all_caught_up(&self) -> bool {
+        let mut sources = self
+            .sources
+            .values()
+            .flat_map(|parts| parts.iter().flatten())
+            .peekable();
+        sources.peek().is_some() && sources.all(|s| s.eof)
+    }
+
+    /// The high watermark librdkafka cached from its last fetch of this
+    /// partition (no network call); `None` when not known yet.
+    fn high_watermark(
+        consumer: &BaseConsumer<RebalanceLog>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i64, i64)> {
+        let topic_c = std::ffi::CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid for the consumer's lifetime and
+        // the call only reads librdkafka's cached offsets into our locals.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                consumer.client().native_ptr(),
+                topic_c.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some((low, high))
+    }
+
+    /// End of log on partition `p` of some topic (librdkafka does not say
+    /// which): every assigned partition `p` whose next offset has reached its
+    /// cached high watermark is caught up.
+    fn partition_eof(&mut self, consumer: &BaseConsumer<RebalanceLog>, p: i32) {
+        let mut caught = Vec::new();
+        for (topic, parts) in &self.sources {
+            let Some(Some(s)) = parts.get(p as usize) else {
+                continue;
+            };
+            let at_end = match (s.next_offset, Self::high_watermark(consumer, topic, p)) {
+                (Some(next), Some((_, high))) => next >= high,
+                // Nothing read yet: caught up only if the partition is empty.
+                (None, Some((low, high))) => low == high,
+                (_, None) => false,
+            };
+            if at_end {
+                caught.push((topic.clone(), p as usize));
+            }
+        }
+        for (topic, p) in caught {
+            if let Some(Some(s)) = self.sources.get_mut(&topic).and_then(|v| v.get_mut(p)) {
+                s.eof = true;
+                self.pipeline.caught_up(s.id);
+            }
+        }
+    }
+
+    fn apply_rebalances(&mut self, consumer: &BaseConsumer<RebalanceLog>) {
+        let changes = match consumer.context().changes.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => return,
+        };
+        for change in changes {
+            match change {
+                Change::Assigned(tps) => {
+                    info!(partitions = ?tps, "partitions assigned");
+                    for (topic, p) in tps {
+                        let id = SourceId(self.next_source);
+                        self.next_source += 1;
+                        let parts = self.sources.entry(topic.clone()).or_default();
+                        if parts.len() <= p as usize {
+                            parts.resize_with(p as usize + 1, || None);
+                        }
+                        parts[p as usize] = Some(SourceState {
+                            id,
+                            next_offset: None,
+                            eof: false,
+                        });
+                        self.pipeline.assign(id, self.proc_now());
+                        self.metrics.partitions.with_label_values(&[&topic]).inc();
+                    }
+                }
+                Change::Revoked(tps) => {
+                    info!(partitions = ?tps, "partitions revoked");
+                    for (topic, p) in tps {
+                        if let Some(Some(s)) = self
+                            .sources
+                            .get_mut(&topic)
+                            .and_then(|v| v.get_mut(p as usize))
+                            .map(Option::take)
+                        {
+                            self.pipeline.revoke(s.id);
+                            self.metrics.partitions.with_label_values(&[&topic]).dec();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        msg: &BorrowedMessage<'_>,
+        counters: &crate::metrics::EventCounters,
+    ) {
+        self.records += 1;
+        self.metrics.records.inc();
+        let topic = msg.topic();
+        let partition = msg.partition();
+        let source = match self
+            .sources
+            .get_mut(topic)
+            .and_then(|v| v.get_mut(partition as usize))
+        {
+            Some(Some(s)) => {
+                s.next_offset = Some(msg.offset() + 1);
+                s.eof = false;
+                s.id
+            }
+            // A record from a partition we have not seen assigned yet (the
+            // rebalance callback runs inside poll): register it now.
+            _ => {
+                self.apply_rebalances(consumer);
+                match self
+                    .sources
+                    .get_mut(topic)
+                    .and_then(|v| v.get_mut(partition as usize))
+                {
+                    Some(Some(s)) => {
+                        s.next_offset = Some(msg.offset() + 1);
+                        s.eof = false;
+                        s.id
+                    }
+                    _ => SourceId(u32::MAX),
+                }
+            }
+        };
+        let payload = msg.payload().unwrap_or(&[]);
+        match codec::decode(self.store, payload) {
+            Ok(event) => {
+                let fold = self.pipeline.ingest(source, &event, self.proc_now());
+                counters.inc(event.kind(), fold);
+                if fold == Fold::Late {
+                    let why = format!(
+                        "event_time {} is older than the watermark minus the longest window",
+                        event.event_time
+                    );
+                    self.dead_letter(msg, "late_event", &why);
+                }
+                if let Some(ts) = msg.timestamp().to_millis() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(ts);
+                    let _ = self.latency_ms.record((now - ts).max(1) as u64);
+                }
+            }
+            Err(e) => {
+                self.decode_errors += 1;
+                let reason = e.reason();
+                self.metrics
+                    .decode_errors
+                    .with_label_values(&[reason])
+                    .inc();
+                if let Some(suppressed) = self.limiter.allow(reason, Instant::now()) {
+                    warn!(reason, error = %e, topic, partition, offset = msg.offset(), suppressed, "undecodable record");
+                }
+                self.dead_letter(msg, reason, &e.to_string());
+            }
+        }
+        if let Err(e) = consumer.store_offset_from_message(msg) {
+            debug!(error = %e, "offset store failed (partition revoked?)");
+        }
+    }
+
+    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, reason: &'static str, error: &str) {
+        let Some(producer) = &self.dead_letters else {
+            return;
+        };
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "peakguard.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "peakguard.source.topic",
+                value: Some(msg.topic()),
+            })
+            .insert(Header {
+                key: "peakguard.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "peakguard.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "peakguard.error",
+                value: Some(error),
+            });
+        let mut record = BaseRecord::to(&self.dead_letter_topic)
+            .payload(msg.payload().unwrap_or(&[]))
+            .headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        let mut record = Some(record);
+        for _ in 0..100 {
+            match producer.send(record.take().expect("record present")) {
+                Ok(()) => {
+                    self.metrics.dead_letters.with_label_values(&[reason]).inc();
+                    return;
+                }
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = Some(r);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    warn!(error = %e, reason, "cannot write to the dead-letter topic");
+                    return;
+                }
+            }
+        }
+        warn!(
+            reason,
+            "dead-letter queue stayed full for 1s; record not dead-lettered"
+        );
+    }
+
+    fn flush_alerts(&mut self) {
+        let m = self.metrics;
+        for a in self.alerts.drain(..) {
+            m.alerts
+                .with_label_values(&[&a.rule, a.severity.as_str(), a.status.as_str()])
+                .inc();
+            // Back-pressure rather than loss: the sink queue is bounded.
+            if self.alerts_tx.blocking_send(a).is_err() {
+                warn!("alert sink is gone; alert dropped");
+            }
+        }
+        m.alerts_firing
+            .set(self.pipeline.rules().firing_count() as i64);
+        m.shops.set(self.pipeline.engine().shop_count() as i64);
+        if let Some(wm) = self.pipeline.watermark() {
+            m.watermark.set(wm as f64 / 1000.0);
+        }
+    }
+
+    fn finish(self, consumer: &BaseConsumer<RebalanceLog>) -> WorkerReport {
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            debug!(error = %e, "final commit failed");
+        }
+        if let Some(p) = &self.dead_letters {
+            let _ = p.flush(Duration::from_secs(5));
+        }
+        WorkerReport {
+            records: self.records,
+            decode_errors: self.decode_errors,
+            stats: self.pipeline.stats(),
+            elapsed: self.started.elapsed(),
+            latency_ms: self.latency_ms,
+            shops: self.pipeline.engine().shop_count(),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! End to end on librdkafka's in-process cluster: Avro events for a spiking
+//! shop, a healthy shop and a tiny shop, plus two bad records, go through the
+//! real consumer, decoder, engine, rules and Kafka alerts sink.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peakguard::codec::{wire, SchemaStore};
+use peakguard::config::Config;
+use peakguard::event::*;
+use peakguard::runtime::{self, RunOptions};
+use peakguard::source::WorkerOptions;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const ORDERS: &str = "t.orders";
+const REFUNDS: &str = "t.refunds";
+const ALERTS: &str = "t.alerts";
+const DLQ: &str = "t.dead-letter";
+/// 2026-11-11T00:00:00+08:00, on a minute boundary.
+const T0: Millis = 1_794_326_400_000;
+const MINUTE: Millis = 60_000;
+
+fn order(shop: &str, n: usize, t: Millis) -> Event {
+    Event {
+        event_id: format!("{shop}-o{n}"),
+        shop_id: shop.into(),
+        order_id: format!("{shop}-order-{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: "apparel".into(),
+        body: EventBody::Order {
+            step: OrderStep::Paid,
+            cancelled_by: None,
+            money: Money::new(9_900, "CNY").unwrap(),
+        },
+    }
+}
+
+fn refund(shop: &str, n: usize, t: Millis) -> Event {
+    Event {
+        event_id: format!("{shop}-r{n}"),
+        shop_id: shop.into(),
+        order_id: format!("{shop}-order-{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: "apparel".into(),
+        body: EventBody::Refund {
+            step: RefundStep::Requested,
+            refund_type: RefundType::RefundOnly,
+            stage: RefundStage::PreShipment,
+            reason: Reason::NotAsDescribed,
+            money: Money::new(9_900, "CNY").unwrap(),
+            order_paid_at: t - MINUTE,
+        },
+    }
+}
+
+/// Orders spread evenly over `minutes` minutes, `per_minute` each.
+fn orders(shop: &str, per_minute: usize, minutes: i64) -> Vec<Event> {
+    let mut v = Vec::new();
+    for m in 0..minutes {
+        for i in 0..per_minute {
+            let t = T0 + m * MINUTE + (i as i64 * MINUTE) / per_minute as i64;
+            v.push(order(shop, v.len(), t));
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for (t, p) in [(ORDERS, 2), (REFUNDS, 2), (ALERTS, 1), (DLQ, 1)] {
+        cluster.create_topic(t, p, 1).expect("create topic");
+    }
+    let store = Arc::new(SchemaStore::embedded());
+
+    // Spike: 10 orders/min for 10 min; 40 refunds in the last minute only, so
+    // the only window that can breach is the one ending with minute 9:
+    // 50 orders (minutes 5..=9) and 40 refunds.
+    let mut events = orders("shop-spike", 10, 10);
+    for i in 0..40 {
+        events.push(refund("shop-spike", i, T0 + 9 * MINUTE + i as i64 * 1_000));
+    }
+    // Healthy: 20 orders/min, 1 refund/min (5%): volume floors met, bound far below 10%.
+    events.extend(orders("shop-healthy", 20, 10));
+    for m in 0..10 {
+        events.push(refund("shop-healthy", m as usize, T0 + m * MINUTE + 30_000));
+    }
+    // Tiny: 4 orders, 3 refunds: 75% raw, but under the volume floor.
+    for i in 0..4 {
+        events.push(order("shop-tiny", i, T0 + 8 * MINUTE + i as i64 * 1_000));
+    }
+    for i in 0..3 {
+        events.push(refund("shop-tiny", i, T0 + 9 * MINUTE + i as i64 * 1_000));
+    }
+    events.sort_by_key(|e| e.event_time);
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("producer");
+    for e in &events {
+        let topic = if e.kind() == EventKind::Order {
+            ORDERS
+        } else {
+            REFUNDS
+        };
+        let bytes = store.encode(e).expect("encode");
+        producer
+            .send(
+                FutureRecord::to(topic).key(&e.shop_id).payload(&bytes),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("produce");
+    }
+    // Two bad records: not Confluent-framed, and an unknown schema id.
+    let mut unknown = Vec::new();
+    wire::write_header(&mut unknown, 999);
+    unknown.extend_from_slice(b"\x02xx");
+    for bad in [b"{\"json\": true}".to_vec(), unknown] {
+        producer
+            .send(
+                FutureRecord::to(REFUNDS).key("shop-spike").payload(&bad),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("produce");
+    }
+
+    let mut cfg = Config::with_defaults();
+    cfg.kafka.brokers = cluster.bootstrap_servers();
+    cfg.kafka.group_id = "it-spike".into();
+    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
+    cfg.kafka.alerts_topic = ALERTS.into();
+    cfg.kafka.dead_letter_topic = DLQ.into();
+    cfg.validate().expect("valid config");
+    let opts = RunOptions {
+        worker: WorkerOptions {
+            exit_when_caught_up: true,
+        },
+        http: false,
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(90),
+        runtime::run(cfg, store, CancellationToken::new(), opts, None),
+    )
+    .await
+    .expect("the worker catches up and stops within 90 s")
+    .expect("run succeeds");
+
+    let r = &summary.report;
+    assert_eq!(r.records, events.len() as u64 + 2, "every record read");
+    assert_eq!(r.stats.folded, events.len() as u64, "every event folded");
+    assert_eq!(r.decode_errors, 2);
+    let m = &summary.metrics;
+    assert_eq!(m.decode_errors.with_label_values(&["bad_magic"]).get(), 1);
+    assert_eq!(
+        m.decode_errors
+            .with_label_values(&["unknown_schema_id"])
+            .get(),
+        1
+    );
+
+    // Exactly one alert on the alerts topic: firing, for the spiking shop.
+    let alerts = read_all(&cluster.bootstrap_servers(), ALERTS);
+    assert_eq!(alerts.len(), 1, "one alert, got {alerts:?}");
+    let (key, payload, _) = &alerts[0];
+    let a: serde_json::Value = serde_json::from_slice(payload).expect("alert is JSON");
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["shop_id"], "shop-spike");
+    assert_eq!(a["rule"], "refund_rate_spike");
+    assert_eq!(a["window"], "5m");
+    assert_eq!(a["numerator"], 40, "{a}");
+    assert_eq!(a["denominator"], 50, "{a}");
+    assert!((a["rate"].as_f64().unwrap() - 0.8).abs() < 1e-9, "{a}");
+    let bound = a["wilson_lower_bound"].as_f64().unwrap();
+    assert!(bound > 0.1 && bound < 0.8, "{a}");
+    assert_eq!(
+        a["window_end"],
+        T0 + 10 * MINUTE,
+        "window ends with minute 9"
+    );
+    assert_eq!(
+        key.as_deref(),
+        a["fingerprint"].as_str().map(str::as_bytes),
+        "keyed by fingerprint"
+    );
+    assert_eq!(a["labels"]["severity"], "page");
+    assert_eq!(summary.alerts.len(), 1);
+
+    // Both bad records are on the dead-letter topic with their reasons.
+    let dead = read_all(&cluster.bootstrap_servers(), DLQ);
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|(_, _, h)| h.get("peakguard.reason").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["bad_magic".to_string(), "unknown_schema_id".to_string()]
+    );
+    assert_eq!(
+        dead[0].2.get("peakguard.source.topic").map(String::as_str),
+        Some(REFUNDS)
+    );
+}
+
+type Record = (Option<Vec<u8>>, Vec<u8>, HashMap<String, String>);
+
+/// Every record of partition 0 of `topic`, from the beginning.
+fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "it-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            _ => {}
+        }
+    }
+    panic!("no end of partition on {topic} within 20 s");
+}
