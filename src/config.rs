@@ -331,7 +331,7 @@ impl Config {
                 ));
             }
         }
-        for (key, _) in &k.properties {
+        for key in k.properties.keys() {
             if let Some((_, instead)) = RESERVED_PROPERTIES.iter().find(|(r, _)| r == key) {
                 return Err(invalid(
                     format!("kafka.properties.\"{key}\""),

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::engine::window::bucket_of;
-use crate::engine::{Counts, Engine, EngineConfig, Fold, SourceId, WindowSpec};
+use crate::engine::{Engine, EngineConfig, Fold, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
 use crate::rules::{Alert, AlertStatus, RateRule, RuleSet};
 
@@ -190,7 +190,7 @@ impl Pipeline {
             let shop = self.engine.shop(&shop_id);
             let category = shop.map(|s| s.category.to_string()).unwrap_or_default();
             for k in from..=end {
-                let counts = shop.map(|s| s.read(w, k)).unwrap_or(Counts::default());
+                let counts = shop.map(|s| s.read(w, k)).unwrap_or_default();
                 let end_ms = (k + 1) * self.windows[w].step_ms;
                 if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &counts, end_ms) {
                     out.push(a);

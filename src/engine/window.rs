@@ -146,8 +146,8 @@ mod tests {
         }
     }
 
-    /// Reference: sum of everything added at buckets in (end-len, end] that
-    /// the ring could still hold when it was added.
+    // Reference: sum of everything added at buckets in (end-len, end] that
+    // the ring still holds.
     proptest! {
         #[test]
         fn matches_reference(adds in proptest::collection::vec(0i64..60, 1..200), len in 1usize..8, slack in 0usize..4) {

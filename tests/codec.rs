@@ -1,0 +1,302 @@
+//! Decoding of every schema, schema evolution through the schema store, and
+//! bad input: every malformed record is an error with a reason, never a panic.
+
+use std::path::Path;
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use peakguard::codec::{self, wire, DecodeError, SchemaStore};
+use peakguard::event::*;
+use proptest::prelude::*;
+
+const T: Millis = 1_794_326_400_000;
+
+fn header(body: EventBody) -> Event {
+    Event {
+        event_id: "ev-1".into(),
+        shop_id: "shop-1".into(),
+        order_id: "o-1".into(),
+        sub_order_id: Some("o-1-2".into()),
+        event_time: T,
+        category: "apparel".into(),
+        body,
+    }
+}
+
+fn samples() -> Vec<Event> {
+    let m = Money::new(12_345, "CNY").unwrap();
+    vec![
+        header(EventBody::Order {
+            step: OrderStep::Cancelled,
+            cancelled_by: Some(CancelledBy::Seller),
+            money: m,
+        }),
+        header(EventBody::Order {
+            step: OrderStep::Paid,
+            cancelled_by: None,
+            money: m,
+        }),
+        header(EventBody::Shipment {
+            step: ShipmentStep::Dispatched,
+            promised_by: Some(T + 3_600_000),
+        }),
+        header(EventBody::Shipment {
+            step: ShipmentStep::Lost,
+            promised_by: None,
+        }),
+        header(EventBody::Return {
+            step: ReturnStep::ReceivedBySeller,
+            reason: Reason::WrongSizeColour,
+            order_paid_at: T - 1,
+        }),
+        header(EventBody::Refund {
+            step: RefundStep::Completed,
+            refund_type: RefundType::ReturnAndRefund,
+            stage: RefundStage::AfterDelivery,
+            reason: Reason::QualityDamaged,
+            money: m,
+            order_paid_at: T - 86_400_000,
+        }),
+        header(EventBody::Dispute {
+            step: DisputeStep::RuledForBuyer,
+            reason: Reason::NotReceived,
+            money: m,
+            order_paid_at: T - 5,
+        }),
+        header(EventBody::Chargeback {
+            step: ChargebackStep::Received,
+            category: ChargebackCategory::Fraud,
+            reason: Reason::UnauthorisedCardUse,
+            money: Money::new(1, "USD").unwrap(),
+            order_paid_at: T - 7,
+        }),
+    ]
+}
+
+#[test]
+fn every_kind_round_trips() {
+    let store = SchemaStore::embedded();
+    for e in samples() {
+        let bytes = codec::encode(&store, &e).expect("encode");
+        let (id, _) = wire::split(&bytes).unwrap();
+        assert_eq!(id, store.reader_id(e.kind()));
+        assert_eq!(store.kind_of(id), Some(e.kind()));
+        assert_eq!(codec::decode(&store, &bytes).expect("decode"), e);
+    }
+}
+
+#[test]
+fn shipped_schema_dir_matches_embedded_copy() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let from_disk = SchemaStore::load(&dir).expect("schemas/ loads");
+    let embedded = SchemaStore::embedded();
+    for e in samples() {
+        let bytes = codec::encode(&embedded, &e).unwrap();
+        assert_eq!(codec::decode(&from_disk, &bytes).unwrap(), e);
+    }
+}
+
+/// A schema dir with the shipped schemas plus an older and a newer writer of
+/// the refund schema.
+fn evolved_store(dir: &Path) -> SchemaStore {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    for f in [
+        "order",
+        "shipment",
+        "return",
+        "refund",
+        "dispute",
+        "chargeback",
+    ] {
+        std::fs::copy(src.join(format!("{f}.avsc")), dir.join(format!("{f}.avsc"))).unwrap();
+    }
+    let refund: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("refund.avsc")).unwrap()).unwrap();
+    // v0: no sub_order_id (added later with a default).
+    let mut v0 = refund.clone();
+    v0["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "sub_order_id");
+    std::fs::write(dir.join("refund.v0.avsc"), v0.to_string()).unwrap();
+    // v9: a producer added a reason symbol this build does not know.
+    let mut v9 = refund;
+    for f in v9["fields"].as_array_mut().unwrap() {
+        if f["name"] == "reason" {
+            f["type"]["symbols"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, "COUNTERFEIT".into());
+        }
+    }
+    std::fs::write(dir.join("refund.v9.avsc"), v9.to_string()).unwrap();
+    let ids = std::fs::read_to_string(src.join("ids.toml")).unwrap()
+        + "\n[[schema]]\nid = 100\nfile = \"refund.v0.avsc\"\n\n[[schema]]\nid = 109\nfile = \"refund.v9.avsc\"\n";
+    std::fs::write(dir.join("ids.toml"), ids).unwrap();
+    SchemaStore::load(dir).expect("evolved store loads")
+}
+
+fn framed(id: u32, schema: &Schema, value: Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::write_header(&mut out, id);
+    out.extend(apache_avro::to_avro_datum(schema, value).expect("valid datum"));
+    out
+}
+
+fn refund_fields(reason: (u32, &str), with_sub_order: bool) -> Value {
+    let mut f = vec![
+        ("event_id".to_string(), Value::String("e".into())),
+        ("shop_id".to_string(), Value::String("s".into())),
+        ("order_id".to_string(), Value::String("o".into())),
+    ];
+    if with_sub_order {
+        f.push((
+            "sub_order_id".to_string(),
+            Value::Union(0, Box::new(Value::Null)),
+        ));
+    }
+    f.extend([
+        ("event_time".to_string(), Value::TimestampMillis(T)),
+        ("category".to_string(), Value::String("home".into())),
+        ("type".to_string(), Value::Enum(0, "REQUESTED".into())),
+        (
+            "refund_type".to_string(),
+            Value::Enum(0, "REFUND_ONLY".into()),
+        ),
+        ("stage".to_string(), Value::Enum(0, "PRE_SHIPMENT".into())),
+        ("reason".to_string(), Value::Enum(reason.0, reason.1.into())),
+        ("amount_minor".to_string(), Value::Long(100)),
+        ("currency".to_string(), Value::String("EUR".into())),
+        ("order_paid_at".to_string(), Value::TimestampMillis(T - 1)),
+    ]);
+    Value::Record(f)
+}
+
+#[test]
+fn older_and_newer_writer_schemas_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = evolved_store(dir.path());
+    let v0 =
+        Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v0.avsc")).unwrap())
+            .unwrap();
+    let old = codec::decode(
+        &store,
+        &framed(100, &v0, refund_fields((1, "QUALITY_DAMAGED"), false)),
+    )
+    .expect("v0 decodes");
+    assert_eq!(old.sub_order_id, None);
+    assert!(matches!(
+        old.body,
+        EventBody::Refund {
+            reason: Reason::QualityDamaged,
+            ..
+        }
+    ));
+
+    let v9 =
+        Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v9.avsc")).unwrap())
+            .unwrap();
+    let new = codec::decode(
+        &store,
+        &framed(109, &v9, refund_fields((0, "COUNTERFEIT"), true)),
+    )
+    .expect("v9 decodes");
+    assert!(
+        matches!(
+            new.body,
+            EventBody::Refund {
+                reason: Reason::Other,
+                ..
+            }
+        ),
+        "unknown symbol -> enum default"
+    );
+}
+
+#[test]
+fn bad_records_are_errors_with_reasons() {
+    let store = SchemaStore::embedded();
+    let good = codec::encode(&store, &samples()[1]).unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![], "truncated"),
+        (vec![0, 0, 0], "truncated"),
+        (b"{\"order\":1}".to_vec(), "bad_magic"),
+        (
+            [&[0u8, 0, 0, 3, 231][..], &good[5..]].concat(),
+            "unknown_schema_id",
+        ),
+        (good[..good.len() - 4].to_vec(), "avro_body"),
+        ([&good[..], b"extra"].concat(), "trailing_bytes"),
+    ];
+    for (bytes, reason) in cases {
+        let err = codec::decode(&store, &bytes).expect_err(reason);
+        assert_eq!(err.reason(), reason, "{err}");
+        assert!(DecodeError::REASONS.contains(&err.reason()));
+    }
+}
+
+#[test]
+fn invalid_values_are_rejected() {
+    let store = SchemaStore::embedded();
+    let mut e = samples()[1].clone();
+    e.shop_id = " ".into();
+    let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
+    assert_eq!(err.reason(), "missing_shop_id");
+
+    let mut e = samples()[1].clone();
+    e.event_time = 0;
+    let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
+    assert_eq!(err.reason(), "invalid_timestamp");
+    assert!(err.to_string().contains("event_time"), "{err}");
+
+    let mut e = samples()[1].clone();
+    e.body = EventBody::Order {
+        step: OrderStep::Paid,
+        cancelled_by: None,
+        money: Money {
+            amount_minor: -5,
+            currency: *b"CNY",
+        },
+    };
+    let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
+    assert_eq!(err.reason(), "invalid_amount");
+
+    let mut e = samples()[1].clone();
+    e.body = EventBody::Order {
+        step: OrderStep::Paid,
+        cancelled_by: None,
+        money: Money {
+            amount_minor: 5,
+            currency: *b"cny",
+        },
+    };
+    let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
+    assert_eq!(err.reason(), "invalid_amount");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Random bodies behind every known schema id: an error or an event, never a panic.
+    #[test]
+    fn random_bodies_never_panic(id in 1u32..=6, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let store = SchemaStore::embedded();
+        let mut bytes = Vec::new();
+        wire::write_header(&mut bytes, id);
+        bytes.extend(body);
+        if let Err(e) = codec::decode(&store, &bytes) {
+            prop_assert!(DecodeError::REASONS.contains(&e.reason()));
+        }
+    }
+
+    /// Truncating or flipping a byte of a valid record: never a panic.
+    #[test]
+    fn mutated_records_never_panic(which in 0usize..8, cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let store = SchemaStore::embedded();
+        let mut bytes = codec::encode(&store, &samples()[which]).unwrap();
+        let i = flip.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let _ = codec::decode(&store, &bytes);
+    }
+}
