@@ -16,19 +16,11 @@ use crate::rules::{stats, Metric, RateRule, Severity};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config field `{field}` = {value} is invalid: {problem}. Fix: {fix}")]
-    Invalid {
-        field: String,
-        value: String,
-        problem: String,
-        fix: String,
-    },
+    Invalid { field: String, value: String, problem: String, fix: String },
 }
 
 fn invalid(
@@ -37,12 +29,7 @@ fn invalid(
     problem: impl Into<String>,
     fix: impl Into<String>,
 ) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        value: format!("{value:?}"),
-        problem: problem.into(),
-        fix: fix.into(),
-    }
+    ConfigError::Invalid { field: field.into(), value: format!("{value:?}"), problem: problem.into(), fix: fix.into() }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -76,17 +63,10 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "localhost:9092".into(),
             group_id: "peakguard".into(),
-            topics: [
-                "orders",
-                "shipments",
-                "returns",
-                "refunds",
-                "disputes",
-                "chargebacks",
-            ]
-            .iter()
-            .map(|t| format!("peakguard.{t}"))
-            .collect(),
+            topics: ["orders", "shipments", "returns", "refunds", "disputes", "chargebacks"]
+                .iter()
+                .map(|t| format!("peakguard.{t}"))
+                .collect(),
             alerts_topic: "peakguard.alerts".into(),
             dead_letter_topic: "peakguard.dead-letter".into(),
             properties: BTreeMap::new(),
@@ -105,16 +85,7 @@ impl std::fmt::Debug for KafkaConfig {
         let props: BTreeMap<&str, &str> = self
             .properties
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    if is_secret(k) {
-                        "<redacted>"
-                    } else {
-                        v.as_str()
-                    },
-                )
-            })
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "<redacted>" } else { v.as_str() }))
             .collect();
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
@@ -155,16 +126,8 @@ impl Default for EngineSection {
             idle_timeout: Duration::from_secs(30),
             tick_interval: Duration::from_millis(200),
             windows: vec![
-                WindowConfig {
-                    name: "5m".into(),
-                    size: Duration::from_secs(300),
-                    step: Duration::from_secs(60),
-                },
-                WindowConfig {
-                    name: "1h".into(),
-                    size: Duration::from_secs(3600),
-                    step: Duration::from_secs(300),
-                },
+                WindowConfig { name: "5m".into(), size: Duration::from_secs(300), step: Duration::from_secs(60) },
+                WindowConfig { name: "1h".into(), size: Duration::from_secs(3600), step: Duration::from_secs(300) },
             ],
         }
     }
@@ -248,9 +211,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:9464".into(),
-        }
+        HttpConfig { listen: "127.0.0.1:9464".into() }
     }
 }
 
@@ -258,27 +219,20 @@ impl Default for HttpConfig {
 const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "kafka.brokers"),
     ("group.id", "kafka.group_id"),
-    (
-        "enable.auto.offset.store",
-        "nothing: offsets are stored after each event is folded",
-    ),
+    ("enable.auto.offset.store", "nothing: offsets are stored after each event is folded"),
 ];
 
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         if cfg.rules.is_empty() {
             cfg.rules.push(RuleConfig::default_refund_rate());
         }
@@ -288,10 +242,7 @@ impl Config {
 
     /// The defaults, with the default rule.
     pub fn with_defaults() -> Config {
-        Config {
-            rules: vec![RuleConfig::default_refund_rate()],
-            ..Config::default()
-        }
+        Config { rules: vec![RuleConfig::default_refund_rate()], ..Config::default() }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -305,12 +256,7 @@ impl Config {
             ));
         }
         if k.group_id.trim().is_empty() {
-            return Err(invalid(
-                "kafka.group_id",
-                &k.group_id,
-                "empty",
-                "set a consumer group id, e.g. \"peakguard\"",
-            ));
+            return Err(invalid("kafka.group_id", &k.group_id, "empty", "set a consumer group id, e.g. \"peakguard\""));
         }
         if k.topics.is_empty() {
             return Err(invalid(
@@ -323,12 +269,7 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, t) in k.topics.iter().enumerate() {
             if t.trim().is_empty() || !seen.insert(t) {
-                return Err(invalid(
-                    format!("kafka.topics[{i}]"),
-                    t,
-                    "empty or listed twice",
-                    "list each topic once",
-                ));
+                return Err(invalid(format!("kafka.topics[{i}]"), t, "empty or listed twice", "list each topic once"));
             }
         }
         for key in k.properties.keys() {
@@ -403,12 +344,7 @@ impl Config {
             ));
         }
         if e.idle_timeout.is_zero() {
-            return Err(invalid(
-                "engine.idle_timeout",
-                "0s",
-                "must be positive",
-                "use e.g. \"30s\"",
-            ));
+            return Err(invalid("engine.idle_timeout", "0s", "must be positive", "use e.g. \"30s\""));
         }
         let mut rule_names = HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -427,10 +363,7 @@ impl Config {
                     format!("{field}.window"),
                     &r.window,
                     "no window has that name",
-                    format!(
-                        "use one of {} or define it under [[engine.windows]]",
-                        known.join(", ")
-                    ),
+                    format!("use one of {} or define it under [[engine.windows]]", known.join(", ")),
                 ));
             }
             if !(r.threshold > 0.0 && r.threshold < 1.0) {
@@ -496,12 +429,7 @@ impl Config {
                 metric: match r.metric {
                     MetricName::RefundRate => Metric::RefundRate,
                 },
-                window: self
-                    .engine
-                    .windows
-                    .iter()
-                    .position(|w| w.name == r.window)
-                    .unwrap_or(0),
+                window: self.engine.windows.iter().position(|w| w.name == r.window).unwrap_or(0),
                 window_name: r.window.clone(),
                 threshold: r.threshold,
                 min_denominator: r.min_orders,
@@ -541,55 +469,37 @@ mod tests {
 
     #[test]
     fn threshold_as_percent_is_rejected() {
-        let err = parse(
-            "[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"5m\"\nthreshold = 10\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("rules[0].threshold") && err.contains("0.10"),
-            "{err}"
-        );
+        let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"5m\"\nthreshold = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rules[0].threshold") && err.contains("0.10"), "{err}");
     }
 
     #[test]
     fn unknown_field_is_rejected_with_its_name() {
-        let err = parse("[kafka]\nbroker = \"x:1\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[kafka]\nbroker = \"x:1\"\n").unwrap_err().to_string();
         assert!(err.contains("broker"), "{err}");
     }
 
     #[test]
     fn reserved_property_points_to_the_field() {
-        let err = parse("[kafka.properties]\n\"group.id\" = \"x\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[kafka.properties]\n\"group.id\" = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.group_id"), "{err}");
     }
 
     #[test]
     fn bad_duration_and_window_shape() {
-        let err = parse("[engine]\nallowed_lateness = \"soon\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[engine]\nallowed_lateness = \"soon\"\n").unwrap_err().to_string();
         assert!(err.contains("allowed_lateness"), "{err}");
-        let err = parse("[[engine.windows]]\nname = \"7m\"\nsize = \"7m\"\nstep = \"2m\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("engine.windows[0].size") && err.contains("multiple of 2m"),
-            "{err}"
-        );
+        let err = parse("[[engine.windows]]\nname = \"7m\"\nsize = \"7m\"\nstep = \"2m\"\n").unwrap_err().to_string();
+        assert!(err.contains("engine.windows[0].size") && err.contains("multiple of 2m"), "{err}");
     }
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let cfg = parse("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_SSL\"\n").unwrap();
+        let cfg = parse("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_SSL\"\n")
+            .unwrap();
         let dump = format!("{:?}", cfg.kafka);
-        assert!(
-            !dump.contains("hunter2") && dump.contains("<redacted>") && dump.contains("SASL_SSL"),
-            "{dump}"
-        );
+        assert!(!dump.contains("hunter2") && dump.contains("<redacted>") && dump.contains("SASL_SSL"), "{dump}");
     }
 }

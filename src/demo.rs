@@ -57,15 +57,18 @@ pub struct DemoSummary {
     pub sim_end: i64,
 }
 
-pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<DemoSummary, DemoError> {
+/// Runs the demo; `on_listen` is told the address of /metrics once it is bound.
+pub async fn run(
+    opts: DemoOptions,
+    shutdown: CancellationToken,
+    on_listen: Option<runtime::OnListen>,
+) -> Result<DemoSummary, DemoError> {
     let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
     let mut cfg = Config::with_defaults();
     cfg.kafka.brokers = cluster.bootstrap_servers();
     cfg.http.listen = opts.listen.clone();
     for kind in EventKind::ALL {
-        cluster
-            .create_topic(&topic_of(*kind), opts.partitions, 1)
-            .map_err(DemoError::Cluster)?;
+        cluster.create_topic(&topic_of(*kind), opts.partitions, 1).map_err(DemoError::Cluster)?;
     }
     for t in [&cfg.kafka.alerts_topic, &cfg.kafka.dead_letter_topic] {
         cluster.create_topic(t, 1, 1).map_err(DemoError::Cluster)?;
@@ -94,27 +97,12 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<DemoS
             _ = stop.cancelled() => {}
         }
     });
-    let run = runtime::run(
-        cfg,
-        store,
-        shutdown.clone(),
-        RunOptions {
-            http: true,
-            ..RunOptions::default()
-        },
-        Some(Box::new(|addr| println!("metrics: http://{addr}/metrics"))),
-    )
-    .await?;
+    let run = runtime::run(cfg, store, shutdown.clone(), RunOptions { http: true, ..RunOptions::default() }, on_listen)
+        .await?;
     shutdown.cancel();
     let (produced, sim_end) = producer_thread.join().unwrap_or((0, sim_start));
     drop(cluster);
-    Ok(DemoSummary {
-        produced,
-        run,
-        spike_shop,
-        sim_start,
-        sim_end,
-    })
+    Ok(DemoSummary { produced, run, spike_shop, sim_start, sim_end })
 }
 
 /// Produces the generator's events, paced so that simulated time runs at
@@ -150,9 +138,7 @@ fn produce(
         }
         for e in &events {
             let Ok(bytes) = store.encode(e) else { continue };
-            let mut record = BaseRecord::to(&topics[e.kind() as usize])
-                .key(e.shop_id.as_bytes())
-                .payload(&bytes);
+            let mut record = BaseRecord::to(&topics[e.kind() as usize]).key(e.shop_id.as_bytes()).payload(&bytes);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

@@ -111,10 +111,7 @@ impl Money {
         if amount_minor < 0 || bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) {
             return None;
         }
-        Some(Money {
-            amount_minor,
-            currency: [bytes[0], bytes[1], bytes[2]],
-        })
+        Some(Money { amount_minor, currency: [bytes[0], bytes[1], bytes[2]] })
     }
 
     pub fn currency_str(&self) -> &str {

@@ -15,18 +15,8 @@ use rand_distr::{Distribution, Poisson, Zipf};
 
 use crate::event::*;
 
-pub const CATEGORIES: &[&str] = &[
-    "apparel",
-    "electronics",
-    "beauty",
-    "home",
-    "food",
-    "toys",
-    "sports",
-    "books",
-    "shoes",
-    "jewellery",
-];
+pub const CATEGORIES: &[&str] =
+    &["apparel", "electronics", "beauty", "home", "food", "toys", "sports", "books", "shoes", "jewellery"];
 
 /// 2026-11-10T15:40:00Z: 23:40 on the eve of Double 11 in Beijing time.
 pub const DOUBLE_11_EVE: Millis = 1_794_325_200_000;
@@ -71,11 +61,7 @@ impl Default for GeneratorConfig {
             surge: 5.0,
             midnight_after_ms: 20 * 60_000,
             refund_rate: 0.03,
-            spike: Some(Spike {
-                shop_rank: 49,
-                starts_after_ms: 30 * 60_000,
-                refund_rate: 0.35,
-            }),
+            spike: Some(Spike { shop_rank: 49, starts_after_ms: 30 * 60_000, refund_rate: 0.35 }),
             seed: 11_11,
         }
     }
@@ -108,8 +94,7 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(cfg: GeneratorConfig) -> Generator {
-        let zipf =
-            Zipf::new(cfg.shops.max(1) as f64, cfg.zipf_exponent).expect("valid Zipf parameters");
+        let zipf = Zipf::new(cfg.shops.max(1) as f64, cfg.zipf_exponent).expect("valid Zipf parameters");
         let rng = StdRng::seed_from_u64(cfg.seed);
         let now = cfg.start;
         Generator {
@@ -149,8 +134,7 @@ impl Generator {
             return self.cfg.base_orders_per_sec;
         }
         // Surge at midnight, halving its excess over 2x every 15 minutes.
-        let excess =
-            (self.cfg.surge - 2.0).max(0.0) * 0.5f64.powf(since_midnight as f64 / 900_000.0);
+        let excess = (self.cfg.surge - 2.0).max(0.0) * 0.5f64.powf(since_midnight as f64 / 900_000.0);
         self.cfg.base_orders_per_sec * (2.0 + excess).min(self.cfg.surge.max(1.0))
     }
 
@@ -183,9 +167,7 @@ impl Generator {
         }
         let t0 = self.now;
         let lambda = self.order_rate(t0);
-        let n = Poisson::new(lambda.max(1e-9))
-            .map(|p| p.sample(&mut self.rng) as u64)
-            .unwrap_or(0);
+        let n = Poisson::new(lambda.max(1e-9)).map(|p| p.sample(&mut self.rng) as u64).unwrap_or(0);
         for _ in 0..n {
             let t = t0 + self.rng.random_range(0..1000);
             self.new_order(t);
@@ -207,18 +189,13 @@ impl Generator {
     }
 
     fn new_order(&mut self, t: Millis) {
-        let rank = (self.zipf.sample(&mut self.rng) as usize)
-            .saturating_sub(1)
-            .min(self.cfg.shops - 1);
+        let rank = (self.zipf.sample(&mut self.rng) as usize).saturating_sub(1).min(self.cfg.shops - 1);
         self.orders += 1;
         let shop = shop_id(rank);
         let category = category_of(rank).to_string();
         let order_id = format!("o-{:010}", self.orders);
         let amount = self.rng.random_range(990..49_900);
-        let money = Money {
-            amount_minor: amount,
-            currency: *b"CNY",
-        };
+        let money = Money { amount_minor: amount, currency: *b"CNY" };
         let mk = |g: &mut Generator, time: Millis, body: EventBody| Event {
             event_id: g.next_id(),
             shop_id: shop.clone(),
@@ -228,26 +205,10 @@ impl Generator {
             category: category.clone(),
             body,
         };
-        let created = mk(
-            self,
-            t,
-            EventBody::Order {
-                step: OrderStep::Created,
-                cancelled_by: None,
-                money,
-            },
-        );
+        let created = mk(self, t, EventBody::Order { step: OrderStep::Created, cancelled_by: None, money });
         self.schedule(created);
         let paid_at = t + self.rng.random_range(1_000..30_000);
-        let paid = mk(
-            self,
-            paid_at,
-            EventBody::Order {
-                step: OrderStep::Paid,
-                cancelled_by: None,
-                money,
-            },
-        );
+        let paid = mk(self, paid_at, EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money });
         self.schedule(paid);
 
         let spiking = self
@@ -287,12 +248,7 @@ impl Generator {
                 let dispute = mk(
                     self,
                     dispute_at,
-                    EventBody::Dispute {
-                        step: DisputeStep::Opened,
-                        reason,
-                        money,
-                        order_paid_at: paid_at,
-                    },
+                    EventBody::Dispute { step: DisputeStep::Opened, reason, money, order_paid_at: paid_at },
                 );
                 self.schedule(dispute);
             }
@@ -303,25 +259,15 @@ impl Generator {
             let cancel = mk(
                 self,
                 cancel_at,
-                EventBody::Order {
-                    step: OrderStep::Cancelled,
-                    cancelled_by: Some(CancelledBy::Seller),
-                    money,
-                },
+                EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Seller), money },
             );
             self.schedule(cancel);
             return;
         }
         let promised_by = paid_at + 48 * 3_600_000;
         let ship_at = paid_at + self.rng.random_range(120_000..1_800_000);
-        let ship = mk(
-            self,
-            ship_at,
-            EventBody::Shipment {
-                step: ShipmentStep::Dispatched,
-                promised_by: Some(promised_by),
-            },
-        );
+        let ship =
+            mk(self, ship_at, EventBody::Shipment { step: ShipmentStep::Dispatched, promised_by: Some(promised_by) });
         self.schedule(ship);
         if self.rng.random_bool(0.0005) {
             let cb_at = paid_at + self.rng.random_range(60_000..1_200_000);
@@ -360,43 +306,20 @@ mod tests {
 
     #[test]
     fn deterministic_ordered_and_spiking() {
-        let cfg = GeneratorConfig {
-            shops: 1000,
-            duration_ms: 45 * 60_000,
-            ..GeneratorConfig::default()
-        };
+        let cfg = GeneratorConfig { shops: 1000, duration_ms: 45 * 60_000, ..GeneratorConfig::default() };
         let mut a = Generator::new(cfg.clone());
         let mut b = Generator::new(cfg);
         let (mut ea, mut eb) = (Vec::new(), Vec::new());
         while a.next_second(&mut ea) {}
         while b.next_second(&mut eb) {}
         assert_eq!(ea, eb, "same seed, same stream");
-        assert!(
-            ea.windows(2).all(|w| w[0].event_time <= w[1].event_time),
-            "time-ordered"
-        );
+        assert!(ea.windows(2).all(|w| w[0].event_time <= w[1].event_time), "time-ordered");
         let spike = a.spike_shop().unwrap();
-        let count = |shop: &str, pred: fn(&Event) -> bool| {
-            ea.iter().filter(|e| e.shop_id == shop && pred(e)).count()
-        };
-        let paid = |e: &Event| {
-            matches!(
-                e.body,
-                EventBody::Order {
-                    step: OrderStep::Paid,
-                    ..
-                }
-            )
-        };
+        let count = |shop: &str, pred: fn(&Event) -> bool| ea.iter().filter(|e| e.shop_id == shop && pred(e)).count();
+        let paid = |e: &Event| matches!(e.body, EventBody::Order { step: OrderStep::Paid, .. });
         let refunds = |e: &Event| matches!(e.body, EventBody::Refund { .. });
-        assert!(
-            count(&spike, refunds) * 8 > count(&spike, paid),
-            "the spike shop refunds far more than 3%"
-        );
+        assert!(count(&spike, refunds) * 8 > count(&spike, paid), "the spike shop refunds far more than 3%");
         let healthy = shop_id(0);
-        assert!(
-            count(&healthy, refunds) * 10 < count(&healthy, paid),
-            "a healthy shop stays near 3%"
-        );
+        assert!(count(&healthy, refunds) * 10 < count(&healthy, paid), "a healthy shop stays near 3%");
     }
 }

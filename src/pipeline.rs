@@ -39,10 +39,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(cfg: EngineConfig, rules: Vec<RateRule>) -> Pipeline {
         let windows = cfg.windows.clone();
-        let readable = windows
-            .iter()
-            .map(|w| cfg.allowed_lateness_ms.max(0) / w.step_ms + 1)
-            .collect();
+        let readable = windows.iter().map(|w| cfg.allowed_lateness_ms.max(0) / w.step_ms + 1).collect();
         let evaluated = vec![None; windows.len()];
         Pipeline {
             engine: Engine::new(cfg),
@@ -100,11 +97,7 @@ impl Pipeline {
         let Some(wm) = self.engine.watermark_mut().update(proc_now) else {
             return;
         };
-        let ends: Vec<i64> = self
-            .windows
-            .iter()
-            .map(|w| bucket_of(wm, w.step_ms) - 1)
-            .collect();
+        let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms) - 1).collect();
         self.evaluate_through(&ends, out);
     }
 
@@ -114,11 +107,7 @@ impl Pipeline {
         let Some(wm) = self.engine.watermark_mut().finish() else {
             return;
         };
-        let ends: Vec<i64> = self
-            .windows
-            .iter()
-            .map(|w| bucket_of(wm, w.step_ms))
-            .collect();
+        let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
         self.evaluate_through(&ends, out);
     }
 
@@ -158,9 +147,7 @@ impl Pipeline {
                 };
                 for k in from..=end {
                     let end_ms = (k + 1) * windows[w].step_ms;
-                    if let Some(a) =
-                        rules.evaluate(r, shop_id, &shop.category, &shop.read(w, k), end_ms)
-                    {
+                    if let Some(a) = rules.evaluate(r, shop_id, &shop.category, &shop.read(w, k), end_ms) {
                         out.push(a);
                     }
                 }
@@ -170,18 +157,11 @@ impl Pipeline {
             }
             // Keep the shop pending until every window has evaluated its newest bucket.
             let newest = Engine::pending_until(shop).unwrap_or(Millis::MIN);
-            windows
-                .iter()
-                .zip(ends)
-                .any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
+            windows.iter().zip(ends).any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
         });
         // Firing alerts of shops without new events: their windows drain.
-        let firing: Vec<(usize, Box<str>)> = self
-            .rules
-            .firing()
-            .filter(|(_, s)| !seen.contains(*s))
-            .map(|(r, s)| (r, s.into()))
-            .collect();
+        let firing: Vec<(usize, Box<str>)> =
+            self.rules.firing().filter(|(_, s)| !seen.contains(*s)).map(|(r, s)| (r, s.into())).collect();
         for (r, shop_id) in firing {
             let w = self.rules.rules()[r].window;
             let Some((from, end)) = spans[w] else {

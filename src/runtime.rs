@@ -24,13 +24,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("cannot create the alerts producer: {0}")]
     AlertsProducer(rdkafka::error::KafkaError),
-    #[error(
-        "cannot listen on {addr} (http.listen): {source}; pick a free port or stop what holds it"
-    )]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr} (http.listen): {source}; pick a free port or stop what holds it")]
+    Listen { addr: String, source: std::io::Error },
     #[error("the worker thread panicked")]
     WorkerPanicked,
 }
@@ -71,10 +66,7 @@ pub async fn run(
         })?;
         let (bound, task) = crate::http::serve(addr, metrics.clone(), http_stop.clone())
             .await
-            .map_err(|source| RunError::Listen {
-                addr: cfg.http.listen.clone(),
-                source,
-            })?;
+            .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
         info!(%bound, "serving /metrics and /healthz");
         if let Some(f) = on_listen {
             f(bound);
@@ -84,19 +76,11 @@ pub async fn run(
     let kafka_sink = if cfg.kafka.alerts_topic.is_empty() {
         None
     } else {
-        Some(
-            KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic)
-                .map_err(RunError::AlertsProducer)?,
-        )
+        Some(KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic).map_err(RunError::AlertsProducer)?)
     };
     let (tx, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
     let delivered = Arc::new(Mutex::new(Vec::new()));
-    let sink_task = tokio::spawn(sink::run(
-        rx,
-        kafka_sink,
-        metrics.clone(),
-        delivered.clone(),
-    ));
+    let sink_task = tokio::spawn(sink::run(rx, kafka_sink, metrics.clone(), delivered.clone()));
 
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();
@@ -116,9 +100,5 @@ pub async fn run(
         let _ = t.await;
     }
     let alerts = delivered.lock().map(|d| d.clone()).unwrap_or_default();
-    Ok(RunSummary {
-        report,
-        alerts,
-        metrics,
-    })
+    Ok(RunSummary { report, alerts, metrics })
 }

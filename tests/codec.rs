@@ -26,24 +26,10 @@ fn header(body: EventBody) -> Event {
 fn samples() -> Vec<Event> {
     let m = Money::new(12_345, "CNY").unwrap();
     vec![
-        header(EventBody::Order {
-            step: OrderStep::Cancelled,
-            cancelled_by: Some(CancelledBy::Seller),
-            money: m,
-        }),
-        header(EventBody::Order {
-            step: OrderStep::Paid,
-            cancelled_by: None,
-            money: m,
-        }),
-        header(EventBody::Shipment {
-            step: ShipmentStep::Dispatched,
-            promised_by: Some(T + 3_600_000),
-        }),
-        header(EventBody::Shipment {
-            step: ShipmentStep::Lost,
-            promised_by: None,
-        }),
+        header(EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Seller), money: m }),
+        header(EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money: m }),
+        header(EventBody::Shipment { step: ShipmentStep::Dispatched, promised_by: Some(T + 3_600_000) }),
+        header(EventBody::Shipment { step: ShipmentStep::Lost, promised_by: None }),
         header(EventBody::Return {
             step: ReturnStep::ReceivedBySeller,
             reason: Reason::WrongSizeColour,
@@ -100,33 +86,20 @@ fn shipped_schema_dir_matches_embedded_copy() {
 /// the refund schema.
 fn evolved_store(dir: &Path) -> SchemaStore {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    for f in [
-        "order",
-        "shipment",
-        "return",
-        "refund",
-        "dispute",
-        "chargeback",
-    ] {
+    for f in ["order", "shipment", "return", "refund", "dispute", "chargeback"] {
         std::fs::copy(src.join(format!("{f}.avsc")), dir.join(format!("{f}.avsc"))).unwrap();
     }
     let refund: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("refund.avsc")).unwrap()).unwrap();
     // v0: no sub_order_id (added later with a default).
     let mut v0 = refund.clone();
-    v0["fields"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|f| f["name"] != "sub_order_id");
+    v0["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "sub_order_id");
     std::fs::write(dir.join("refund.v0.avsc"), v0.to_string()).unwrap();
     // v9: a producer added a reason symbol this build does not know.
     let mut v9 = refund;
     for f in v9["fields"].as_array_mut().unwrap() {
         if f["name"] == "reason" {
-            f["type"]["symbols"]
-                .as_array_mut()
-                .unwrap()
-                .insert(0, "COUNTERFEIT".into());
+            f["type"]["symbols"].as_array_mut().unwrap().insert(0, "COUNTERFEIT".into());
         }
     }
     std::fs::write(dir.join("refund.v9.avsc"), v9.to_string()).unwrap();
@@ -150,19 +123,13 @@ fn refund_fields(reason: (u32, &str), with_sub_order: bool) -> Value {
         ("order_id".to_string(), Value::String("o".into())),
     ];
     if with_sub_order {
-        f.push((
-            "sub_order_id".to_string(),
-            Value::Union(0, Box::new(Value::Null)),
-        ));
+        f.push(("sub_order_id".to_string(), Value::Union(0, Box::new(Value::Null))));
     }
     f.extend([
         ("event_time".to_string(), Value::TimestampMillis(T)),
         ("category".to_string(), Value::String("home".into())),
         ("type".to_string(), Value::Enum(0, "REQUESTED".into())),
-        (
-            "refund_type".to_string(),
-            Value::Enum(0, "REFUND_ONLY".into()),
-        ),
+        ("refund_type".to_string(), Value::Enum(0, "REFUND_ONLY".into())),
         ("stage".to_string(), Value::Enum(0, "PRE_SHIPMENT".into())),
         ("reason".to_string(), Value::Enum(reason.0, reason.1.into())),
         ("amount_minor".to_string(), Value::Long(100)),
@@ -176,41 +143,15 @@ fn refund_fields(reason: (u32, &str), with_sub_order: bool) -> Value {
 fn older_and_newer_writer_schemas_decode() {
     let dir = tempfile::tempdir().unwrap();
     let store = evolved_store(dir.path());
-    let v0 =
-        Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v0.avsc")).unwrap())
-            .unwrap();
-    let old = codec::decode(
-        &store,
-        &framed(100, &v0, refund_fields((1, "QUALITY_DAMAGED"), false)),
-    )
-    .expect("v0 decodes");
+    let v0 = Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v0.avsc")).unwrap()).unwrap();
+    let old =
+        codec::decode(&store, &framed(100, &v0, refund_fields((1, "QUALITY_DAMAGED"), false))).expect("v0 decodes");
     assert_eq!(old.sub_order_id, None);
-    assert!(matches!(
-        old.body,
-        EventBody::Refund {
-            reason: Reason::QualityDamaged,
-            ..
-        }
-    ));
+    assert!(matches!(old.body, EventBody::Refund { reason: Reason::QualityDamaged, .. }));
 
-    let v9 =
-        Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v9.avsc")).unwrap())
-            .unwrap();
-    let new = codec::decode(
-        &store,
-        &framed(109, &v9, refund_fields((0, "COUNTERFEIT"), true)),
-    )
-    .expect("v9 decodes");
-    assert!(
-        matches!(
-            new.body,
-            EventBody::Refund {
-                reason: Reason::Other,
-                ..
-            }
-        ),
-        "unknown symbol -> enum default"
-    );
+    let v9 = Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v9.avsc")).unwrap()).unwrap();
+    let new = codec::decode(&store, &framed(109, &v9, refund_fields((0, "COUNTERFEIT"), true))).expect("v9 decodes");
+    assert!(matches!(new.body, EventBody::Refund { reason: Reason::Other, .. }), "unknown symbol -> enum default");
 }
 
 #[test]
@@ -221,10 +162,7 @@ fn bad_records_are_errors_with_reasons() {
         (vec![], "truncated"),
         (vec![0, 0, 0], "truncated"),
         (b"{\"order\":1}".to_vec(), "bad_magic"),
-        (
-            [&[0u8, 0, 0, 3, 231][..], &good[5..]].concat(),
-            "unknown_schema_id",
-        ),
+        ([&[0u8, 0, 0, 3, 231][..], &good[5..]].concat(), "unknown_schema_id"),
         (good[..good.len() - 4].to_vec(), "avro_body"),
         ([&good[..], b"extra"].concat(), "trailing_bytes"),
     ];
@@ -253,10 +191,7 @@ fn invalid_values_are_rejected() {
     e.body = EventBody::Order {
         step: OrderStep::Paid,
         cancelled_by: None,
-        money: Money {
-            amount_minor: -5,
-            currency: *b"CNY",
-        },
+        money: Money { amount_minor: -5, currency: *b"CNY" },
     };
     let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
     assert_eq!(err.reason(), "invalid_amount");
@@ -265,10 +200,7 @@ fn invalid_values_are_rejected() {
     e.body = EventBody::Order {
         step: OrderStep::Paid,
         cancelled_by: None,
-        money: Money {
-            amount_minor: 5,
-            currency: *b"cny",
-        },
+        money: Money { amount_minor: 5, currency: *b"cny" },
     };
     let err = codec::decode(&store, &store.encode(&e).unwrap()).unwrap_err();
     assert_eq!(err.reason(), "invalid_amount");

@@ -34,11 +34,7 @@ fn order(shop: &str, n: usize, t: Millis) -> Event {
         sub_order_id: None,
         event_time: t,
         category: "apparel".into(),
-        body: EventBody::Order {
-            step: OrderStep::Paid,
-            cancelled_by: None,
-            money: Money::new(9_900, "CNY").unwrap(),
-        },
+        body: EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money: Money::new(9_900, "CNY").unwrap() },
     }
 }
 
@@ -102,22 +98,13 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     }
     events.sort_by_key(|e| e.event_time);
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .expect("producer");
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().expect("producer");
     for e in &events {
-        let topic = if e.kind() == EventKind::Order {
-            ORDERS
-        } else {
-            REFUNDS
-        };
+        let topic = if e.kind() == EventKind::Order { ORDERS } else { REFUNDS };
         let bytes = store.encode(e).expect("encode");
         producer
-            .send(
-                FutureRecord::to(topic).key(&e.shop_id).payload(&bytes),
-                Duration::from_secs(5),
-            )
+            .send(FutureRecord::to(topic).key(&e.shop_id).payload(&bytes), Duration::from_secs(5))
             .await
             .expect("produce");
     }
@@ -127,10 +114,7 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     unknown.extend_from_slice(b"\x02xx");
     for bad in [b"{\"json\": true}".to_vec(), unknown] {
         producer
-            .send(
-                FutureRecord::to(REFUNDS).key("shop-spike").payload(&bad),
-                Duration::from_secs(5),
-            )
+            .send(FutureRecord::to(REFUNDS).key("shop-spike").payload(&bad), Duration::from_secs(5))
             .await
             .expect("produce");
     }
@@ -142,19 +126,12 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     cfg.kafka.alerts_topic = ALERTS.into();
     cfg.kafka.dead_letter_topic = DLQ.into();
     cfg.validate().expect("valid config");
-    let opts = RunOptions {
-        worker: WorkerOptions {
-            exit_when_caught_up: true,
-        },
-        http: false,
-    };
-    let summary = tokio::time::timeout(
-        Duration::from_secs(90),
-        runtime::run(cfg, store, CancellationToken::new(), opts, None),
-    )
-    .await
-    .expect("the worker catches up and stops within 90 s")
-    .expect("run succeeds");
+    let opts = RunOptions { worker: WorkerOptions { exit_when_caught_up: true }, http: false };
+    let summary =
+        tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
+            .await
+            .expect("the worker catches up and stops within 90 s")
+            .expect("run succeeds");
 
     let r = &summary.report;
     assert_eq!(r.records, events.len() as u64 + 2, "every record read");
@@ -162,12 +139,7 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     assert_eq!(r.decode_errors, 2);
     let m = &summary.metrics;
     assert_eq!(m.decode_errors.with_label_values(&["bad_magic"]).get(), 1);
-    assert_eq!(
-        m.decode_errors
-            .with_label_values(&["unknown_schema_id"])
-            .get(),
-        1
-    );
+    assert_eq!(m.decode_errors.with_label_values(&["unknown_schema_id"]).get(), 1);
 
     // Exactly one alert on the alerts topic: firing, for the spiking shop.
     let alerts = read_all(&cluster.bootstrap_servers(), ALERTS);
@@ -183,33 +155,26 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     assert!((a["rate"].as_f64().unwrap() - 0.8).abs() < 1e-9, "{a}");
     let bound = a["wilson_lower_bound"].as_f64().unwrap();
     assert!(bound > 0.1 && bound < 0.8, "{a}");
-    assert_eq!(
-        a["window_end"],
-        T0 + 10 * MINUTE,
-        "window ends with minute 9"
-    );
-    assert_eq!(
-        key.as_deref(),
-        a["fingerprint"].as_str().map(str::as_bytes),
-        "keyed by fingerprint"
-    );
+    assert_eq!(a["window_end"], T0 + 10 * MINUTE, "window ends with minute 9");
+    assert_eq!(key.as_deref(), a["fingerprint"].as_str().map(str::as_bytes), "keyed by fingerprint");
     assert_eq!(a["labels"]["severity"], "page");
     assert_eq!(summary.alerts.len(), 1);
+    let text = summary.metrics.render();
+    for line in [
+        "peakguard_alerts_total{rule=\"refund_rate_spike\",severity=\"page\",status=\"firing\"} 1",
+        "peakguard_decode_errors_total{reason=\"bad_magic\"} 1",
+        "peakguard_dead_letters_total{reason=\"unknown_schema_id\"} 1",
+        "peakguard_sink_deliveries_total{result=\"ok\",sink=\"kafka\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
 
     // Both bad records are on the dead-letter topic with their reasons.
     let dead = read_all(&cluster.bootstrap_servers(), DLQ);
-    let reasons: Vec<String> = dead
-        .iter()
-        .map(|(_, _, h)| h.get("peakguard.reason").cloned().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        reasons,
-        vec!["bad_magic".to_string(), "unknown_schema_id".to_string()]
-    );
-    assert_eq!(
-        dead[0].2.get("peakguard.source.topic").map(String::as_str),
-        Some(REFUNDS)
-    );
+    let reasons: Vec<String> =
+        dead.iter().map(|(_, _, h)| h.get("peakguard.reason").cloned().unwrap_or_default()).collect();
+    assert_eq!(reasons, vec!["bad_magic".to_string(), "unknown_schema_id".to_string()]);
+    assert_eq!(dead[0].2.get("peakguard.source.topic").map(String::as_str), Some(REFUNDS));
 }
 
 type Record = (Option<Vec<u8>>, Vec<u8>, HashMap<String, String>);
@@ -223,8 +188,7 @@ fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("tpl");
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).expect("tpl");
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -236,20 +200,12 @@ fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
                     .map(|h| {
                         h.iter()
                             .map(|x| {
-                                (
-                                    x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
+                                (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
                             })
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push((
-                    m.key().map(<[u8]>::to_vec),
-                    m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                ));
+                out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec(), headers));
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
             _ => {}

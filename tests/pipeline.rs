@@ -29,11 +29,7 @@ fn ev(shop: &str, n: usize, t: Millis, refund: bool) -> Event {
                 order_paid_at: t - MINUTE,
             }
         } else {
-            EventBody::Order {
-                step: OrderStep::Paid,
-                cancelled_by: None,
-                money,
-            }
+            EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money }
         },
     }
 }
@@ -94,11 +90,7 @@ fn fires_then_resolves_as_window_drains() {
             n += 1;
         }
         for i in 0..refunds {
-            p.ingest(
-                ORDERS,
-                &ev("s", n, T0 + m * MINUTE + 30_000 + i * 1_000, true),
-                now,
-            );
+            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
             n += 1;
         }
         now += 10;
@@ -106,11 +98,7 @@ fn fires_then_resolves_as_window_drains() {
     }
     p.finish(&mut alerts);
     let statuses: Vec<AlertStatus> = alerts.iter().map(|a| a.status).collect();
-    assert_eq!(
-        statuses,
-        vec![AlertStatus::Firing, AlertStatus::Resolved],
-        "{alerts:#?}"
-    );
+    assert_eq!(statuses, vec![AlertStatus::Firing, AlertStatus::Resolved], "{alerts:#?}");
     assert_eq!(alerts[0].fingerprint, alerts[1].fingerprint);
     assert_eq!(alerts[1].starts_at, alerts[0].starts_at);
     assert!(alerts[1].ends_at.unwrap() > alerts[0].starts_at);
@@ -125,9 +113,6 @@ fn too_late_events_are_rejected() {
     p.ingest(ORDERS, &ev("s", 0, T0 + 3 * 3_600_000, false), 0);
     p.tick(1, &mut alerts);
     assert_eq!(p.ingest(ORDERS, &ev("s", 1, T0, false), 2), Fold::Late);
-    assert_eq!(
-        p.ingest(ORDERS, &ev("s", 2, T0 + 2 * 3_600_000 + 1, false), 3),
-        Fold::Folded
-    );
+    assert_eq!(p.ingest(ORDERS, &ev("s", 2, T0 + 2 * 3_600_000 + 1, false), 3), Fold::Folded);
     assert_eq!(p.stats().late, 1);
 }

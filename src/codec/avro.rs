@@ -30,20 +30,14 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("return.avsc", include_str!("../../schemas/return.avsc")),
     ("refund.avsc", include_str!("../../schemas/refund.avsc")),
     ("dispute.avsc", include_str!("../../schemas/dispute.avsc")),
-    (
-        "chargeback.avsc",
-        include_str!("../../schemas/chargeback.avsc"),
-    ),
+    ("chargeback.avsc", include_str!("../../schemas/chargeback.avsc")),
 ];
 
 /// Why a schema directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaStoreError {
     #[error("cannot read {path}: {source}; check [schemas].dir in the config")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid ids.toml: {message}")]
     Ids { path: PathBuf, message: String },
     #[error("{path} is not a valid Avro schema: {message}")]
@@ -87,9 +81,7 @@ impl std::fmt::Debug for SchemaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut ids: Vec<_> = self.writers.keys().collect();
         ids.sort();
-        f.debug_struct("SchemaStore")
-            .field("schema_ids", &ids)
-            .finish()
+        f.debug_struct("SchemaStore").field("schema_ids", &ids).finish()
     }
 }
 
@@ -110,10 +102,7 @@ impl SchemaStore {
     pub fn embedded() -> SchemaStore {
         let files: HashMap<&str, &str> = EMBEDDED.iter().copied().collect();
         Self::build(Path::new("<embedded>"), |name| {
-            files
-                .get(name)
-                .map(|s| s.to_string())
-                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+            files.get(name).map(|s| s.to_string()).ok_or_else(|| std::io::ErrorKind::NotFound.into())
         })
         .expect("embedded schemas are valid (checked by tests)")
     }
@@ -123,55 +112,31 @@ impl SchemaStore {
         Self::build(dir, |name| std::fs::read_to_string(dir.join(name)))
     }
 
-    fn build(
-        dir: &Path,
-        read: impl Fn(&str) -> std::io::Result<String>,
-    ) -> Result<SchemaStore, SchemaStoreError> {
+    fn build(dir: &Path, read: impl Fn(&str) -> std::io::Result<String>) -> Result<SchemaStore, SchemaStoreError> {
         // Keep allocations driven by corrupt length prefixes small: no record
         // we accept is anywhere near 16 MiB. (Set once per process.)
         let _ = apache_avro::max_allocation_bytes(16 << 20);
         let ids_path = dir.join("ids.toml");
-        let ids_text = read("ids.toml").map_err(|source| SchemaStoreError::Read {
-            path: ids_path.clone(),
-            source,
-        })?;
-        let ids: IdsFile = toml::from_str(&ids_text).map_err(|e| SchemaStoreError::Ids {
-            path: ids_path.clone(),
-            message: e.to_string(),
-        })?;
+        let ids_text = read("ids.toml").map_err(|source| SchemaStoreError::Read { path: ids_path.clone(), source })?;
+        let ids: IdsFile = toml::from_str(&ids_text)
+            .map_err(|e| SchemaStoreError::Ids { path: ids_path.clone(), message: e.to_string() })?;
         let mut writers = HashMap::new();
         let mut readers: Vec<Option<(u32, Schema)>> = vec![None; EventKind::ALL.len()];
         for entry in ids.schema {
             let path = dir.join(&entry.file);
-            let text = read(&entry.file).map_err(|source| SchemaStoreError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let schema = Schema::parse_str(&text).map_err(|e| SchemaStoreError::Schema {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let text = read(&entry.file).map_err(|source| SchemaStoreError::Read { path: path.clone(), source })?;
+            let schema = Schema::parse_str(&text)
+                .map_err(|e| SchemaStoreError::Schema { path: path.clone(), message: e.to_string() })?;
             let name = match &schema {
                 Schema::Record(r) => r.name.name.clone(),
                 _ => String::from("<not a record>"),
             };
-            let kind =
-                kind_of_record(&name).ok_or(SchemaStoreError::UnknownRecord { path, name })?;
+            let kind = kind_of_record(&name).ok_or(SchemaStoreError::UnknownRecord { path, name })?;
             let is_reader = entry.file == format!("{kind}.avsc");
             if is_reader {
                 readers[kind as usize] = Some((entry.id, schema.clone()));
             }
-            if writers
-                .insert(
-                    entry.id,
-                    Writer {
-                        schema,
-                        kind,
-                        is_reader,
-                    },
-                )
-                .is_some()
-            {
+            if writers.insert(entry.id, Writer { schema, kind, is_reader }).is_some() {
                 return Err(SchemaStoreError::DuplicateId { id: entry.id });
             }
         }
@@ -195,26 +160,13 @@ impl SchemaStore {
 
     /// Decodes an Avro body written with `schema_id`.
     pub fn decode_body(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
-        let writer = self
-            .writers
-            .get(&schema_id)
-            .ok_or(DecodeError::UnknownSchemaId(schema_id))?;
-        let reader_schema = if writer.is_reader {
-            None
-        } else {
-            Some(&self.readers[writer.kind as usize].1)
-        };
+        let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+        let reader_schema = if writer.is_reader { None } else { Some(&self.readers[writer.kind as usize].1) };
         let mut cursor = body;
         let value = apache_avro::from_avro_datum(&writer.schema, &mut cursor, reader_schema)
-            .map_err(|e| DecodeError::Avro {
-                schema_id,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| DecodeError::Avro { schema_id, message: e.to_string() })?;
         if !cursor.is_empty() {
-            return Err(DecodeError::TrailingBytes {
-                schema_id,
-                extra: cursor.len(),
-            });
+            return Err(DecodeError::TrailingBytes { schema_id, extra: cursor.len() });
         }
         event_from_value(writer.kind, value)
     }
@@ -222,12 +174,8 @@ impl SchemaStore {
     /// Encodes `event` with the reader schema of its kind, Confluent-framed.
     pub fn encode(&self, event: &Event) -> Result<Vec<u8>, DecodeError> {
         let (id, schema) = &self.readers[event.kind() as usize];
-        let body = apache_avro::to_avro_datum(schema, event_to_value(event)).map_err(|e| {
-            DecodeError::Avro {
-                schema_id: *id,
-                message: e.to_string(),
-            }
-        })?;
+        let body = apache_avro::to_avro_datum(schema, event_to_value(event))
+            .map_err(|e| DecodeError::Avro { schema_id: *id, message: e.to_string() })?;
         let mut out = Vec::with_capacity(wire::HEADER_LEN + body.len());
         wire::write_header(&mut out, *id);
         out.extend_from_slice(&body);
@@ -291,12 +239,7 @@ impl Fields {
         }
     }
 
-    fn symbol<T>(
-        &self,
-        name: &'static str,
-        parse: fn(&str) -> Option<T>,
-        fallback: T,
-    ) -> Result<T, DecodeError> {
+    fn symbol<T>(&self, name: &'static str, parse: fn(&str) -> Option<T>, fallback: T) -> Result<T, DecodeError> {
         match self.get(name)? {
             // A symbol this build does not know maps to the fallback, as the
             // schema's enum default does for resolved records.
@@ -338,11 +281,7 @@ fn check_time(field: &'static str, ms: Millis) -> Result<Millis, DecodeError> {
     if (MIN_PLAUSIBLE_MS..MAX_PLAUSIBLE_MS).contains(&ms) {
         Ok(ms)
     } else {
-        Err(DecodeError::InvalidField {
-            field,
-            value: ms.to_string(),
-            why: "not between year 2000 and 2100",
-        })
+        Err(DecodeError::InvalidField { field, value: ms.to_string(), why: "not between year 2000 and 2100" })
     }
 }
 
@@ -356,11 +295,7 @@ fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError>
             step: f.symbol("type", OrderStep::from_symbol, OrderStep::Unknown)?,
             cancelled_by: match f.get("cancelled_by")? {
                 Value::Null => None,
-                _ => Some(f.symbol(
-                    "cancelled_by",
-                    CancelledBy::from_symbol,
-                    CancelledBy::Unknown,
-                )?),
+                _ => Some(f.symbol("cancelled_by", CancelledBy::from_symbol, CancelledBy::Unknown)?),
             },
             money: f.money()?,
         },
@@ -389,11 +324,7 @@ fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError>
         },
         EventKind::Chargeback => EventBody::Chargeback {
             step: f.symbol("type", ChargebackStep::from_symbol, ChargebackStep::Unknown)?,
-            category: f.symbol(
-                "chargeback_category",
-                ChargebackCategory::from_symbol,
-                ChargebackCategory::Unknown,
-            )?,
+            category: f.symbol("chargeback_category", ChargebackCategory::from_symbol, ChargebackCategory::Unknown)?,
             reason: f.reason()?,
             money: f.money()?,
             order_paid_at: f.time("order_paid_at")?,
@@ -434,94 +365,50 @@ fn event_to_value(e: &Event) -> Value {
         ("event_id".into(), Value::String(e.event_id.clone())),
         ("shop_id".into(), Value::String(e.shop_id.clone())),
         ("order_id".into(), Value::String(e.order_id.clone())),
-        (
-            "sub_order_id".into(),
-            opt(e.sub_order_id.clone(), Value::String),
-        ),
+        ("sub_order_id".into(), opt(e.sub_order_id.clone(), Value::String)),
         ("event_time".into(), Value::TimestampMillis(e.event_time)),
         ("category".into(), Value::String(e.category.clone())),
     ];
     let money = |m: &Money| {
         [
             ("amount_minor".to_string(), Value::Long(m.amount_minor)),
-            (
-                "currency".to_string(),
-                Value::String(m.currency_str().to_string()),
-            ),
+            ("currency".to_string(), Value::String(m.currency_str().to_string())),
         ]
     };
     let paid_at = |t: Millis| ("order_paid_at".to_string(), Value::TimestampMillis(t));
     let reason = |r: Reason| ("reason".to_string(), enum_value(Reason::ALL, r));
     match &e.body {
-        EventBody::Order {
-            step,
-            cancelled_by,
-            money: m,
-        } => {
+        EventBody::Order { step, cancelled_by, money: m } => {
             fields.push(("type".into(), enum_value(OrderStep::ALL, *step)));
-            fields.push((
-                "cancelled_by".into(),
-                opt(*cancelled_by, |c| enum_value(CancelledBy::ALL, c)),
-            ));
+            fields.push(("cancelled_by".into(), opt(*cancelled_by, |c| enum_value(CancelledBy::ALL, c))));
             fields.extend(money(m));
         }
         EventBody::Shipment { step, promised_by } => {
             fields.push(("type".into(), enum_value(ShipmentStep::ALL, *step)));
-            fields.push((
-                "promised_by".into(),
-                opt(*promised_by, Value::TimestampMillis),
-            ));
+            fields.push(("promised_by".into(), opt(*promised_by, Value::TimestampMillis)));
         }
-        EventBody::Return {
-            step,
-            reason: r,
-            order_paid_at,
-        } => {
+        EventBody::Return { step, reason: r, order_paid_at } => {
             fields.push(("type".into(), enum_value(ReturnStep::ALL, *step)));
             fields.push(reason(*r));
             fields.push(paid_at(*order_paid_at));
         }
-        EventBody::Refund {
-            step,
-            refund_type,
-            stage,
-            reason: r,
-            money: m,
-            order_paid_at,
-        } => {
+        EventBody::Refund { step, refund_type, stage, reason: r, money: m, order_paid_at } => {
             fields.push(("type".into(), enum_value(RefundStep::ALL, *step)));
-            fields.push((
-                "refund_type".into(),
-                enum_value(RefundType::ALL, *refund_type),
-            ));
+            fields.push(("refund_type".into(), enum_value(RefundType::ALL, *refund_type)));
             fields.push(("stage".into(), enum_value(RefundStage::ALL, *stage)));
             fields.push(reason(*r));
             fields.extend(money(m));
             fields.push(paid_at(*order_paid_at));
         }
-        EventBody::Dispute {
-            step,
-            reason: r,
-            money: m,
-            order_paid_at,
-        } => {
+        EventBody::Dispute { step, reason: r, money: m, order_paid_at } => {
             fields.push(("type".into(), enum_value(DisputeStep::ALL, *step)));
             fields.push(reason(*r));
             fields.extend(money(m));
             fields.push(paid_at(*order_paid_at));
         }
-        EventBody::Chargeback {
-            step,
-            category,
-            reason: r,
-            money: m,
-            order_paid_at,
-        } => {
+        EventBody::Chargeback { step, category, reason: r, money: m, order_paid_at } => {
             fields.push(("type".into(), enum_value(ChargebackStep::ALL, *step)));
-            fields.push((
-                "chargeback_category".into(),
-                enum_value(ChargebackCategory::ALL, *category),
-            ));
+            fields.push(("chargeback_category".into(), enum_value(ChargebackCategory::ALL, *category)));
             fields.push(reason(*r));
             fields.extend(money(m));
             fields.push(paid_at(*order_paid_at));

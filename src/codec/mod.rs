@@ -17,15 +17,11 @@ pub use avro::{SchemaStore, SchemaStoreError};
 /// Why a record could not become an [`Event`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error(
-        "record is {len} bytes, shorter than the 5-byte Confluent header (magic byte + schema id)"
-    )]
+    #[error("record is {len} bytes, shorter than the 5-byte Confluent header (magic byte + schema id)")]
     Truncated { len: usize },
     #[error("first byte is {0:#04x}, expected the Confluent magic byte 0x00; is the producer using the Confluent Avro serializer?")]
     BadMagic(u8),
-    #[error(
-        "schema id {0} is not known; add its writer schema to the schema directory's ids.toml"
-    )]
+    #[error("schema id {0} is not known; add its writer schema to the schema directory's ids.toml")]
     UnknownSchemaId(u32),
     #[error("Avro body does not match writer schema {schema_id}: {message}")]
     Avro { schema_id: u32, message: String },
@@ -36,11 +32,7 @@ pub enum DecodeError {
     #[error("field `{field}` is empty")]
     EmptyField { field: &'static str },
     #[error("field `{field}` = {value} is out of range ({why})")]
-    InvalidField {
-        field: &'static str,
-        value: String,
-        why: &'static str,
-    },
+    InvalidField { field: &'static str, value: String, why: &'static str },
 }
 
 impl DecodeError {
@@ -55,14 +47,10 @@ impl DecodeError {
             DecodeError::MissingField { .. } => "missing_field",
             DecodeError::EmptyField { field: "shop_id" } => "missing_shop_id",
             DecodeError::EmptyField { .. } => "empty_field",
-            DecodeError::InvalidField {
-                field: "event_time" | "order_paid_at" | "promised_by",
-                ..
-            } => "invalid_timestamp",
-            DecodeError::InvalidField {
-                field: "amount_minor" | "currency",
-                ..
-            } => "invalid_amount",
+            DecodeError::InvalidField { field: "event_time" | "order_paid_at" | "promised_by", .. } => {
+                "invalid_timestamp"
+            }
+            DecodeError::InvalidField { field: "amount_minor" | "currency", .. } => "invalid_amount",
             DecodeError::InvalidField { .. } => "invalid_field",
         }
     }

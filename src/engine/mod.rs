@@ -47,20 +47,10 @@ impl Counts {
     /// What `event` contributes, or `None` when it counts towards nothing.
     pub fn of(event: &Event) -> Option<Counts> {
         match event.body {
-            EventBody::Order {
-                step: OrderStep::Paid,
-                ..
-            } => Some(Counts {
-                orders_paid: 1,
-                ..Counts::default()
-            }),
-            EventBody::Refund {
-                step: RefundStep::Requested,
-                ..
-            } => Some(Counts {
-                refunds_requested: 1,
-                ..Counts::default()
-            }),
+            EventBody::Order { step: OrderStep::Paid, .. } => Some(Counts { orders_paid: 1, ..Counts::default() }),
+            EventBody::Refund { step: RefundStep::Requested, .. } => {
+                Some(Counts { refunds_requested: 1, ..Counts::default() })
+            }
             _ => None,
         }
     }
@@ -135,25 +125,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        debug_assert!(cfg
-            .windows
-            .iter()
-            .all(|w| w.step_ms > 0 && w.size_ms % w.step_ms == 0));
-        let slack = cfg
-            .windows
-            .iter()
-            .map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2)
-            .collect();
+        debug_assert!(cfg.windows.iter().all(|w| w.step_ms > 0 && w.size_ms % w.step_ms == 0));
+        let slack = cfg.windows.iter().map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2).collect();
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
-        Engine {
-            cfg,
-            slack,
-            retention_ms,
-            shops: HashMap::new(),
-            pending: Vec::new(),
-            watermark,
-        }
+        Engine { cfg, slack, retention_ms, shops: HashMap::new(), pending: Vec::new(), watermark }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -196,18 +172,10 @@ impl Engine {
                     .windows
                     .iter()
                     .zip(&self.slack)
-                    .map(|(w, &slack)| {
-                        Ring::new(w.buckets(), slack, bucket_of(event.event_time, w.step_ms))
-                    })
+                    .map(|(w, &slack)| Ring::new(w.buckets(), slack, bucket_of(event.event_time, w.step_ms)))
                     .collect();
-                let state = ShopState {
-                    category: event.category.as_str().into(),
-                    rings,
-                    pending_until: None,
-                };
-                self.shops
-                    .entry(event.shop_id.as_str().into())
-                    .or_insert(state)
+                let state = ShopState { category: event.category.as_str().into(), rings, pending_until: None };
+                self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };
         for (ring, w) in shop.rings.iter_mut().zip(&self.cfg.windows) {
@@ -217,10 +185,7 @@ impl Engine {
         if shop.pending_until.is_none() {
             self.pending.push(event.shop_id.as_str().into());
         }
-        shop.pending_until = Some(
-            shop.pending_until
-                .map_or(event.event_time, |t| t.max(event.event_time)),
-        );
+        shop.pending_until = Some(shop.pending_until.map_or(event.event_time, |t| t.max(event.event_time)));
         Fold::Folded
     }
 

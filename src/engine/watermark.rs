@@ -49,11 +49,7 @@ impl WatermarkTracker {
 
     /// A partition was assigned; it holds the watermark until it reports.
     pub fn assign(&mut self, id: SourceId, proc_now: Millis) {
-        self.parts.entry(id).or_insert(PartitionClock {
-            max_event: None,
-            last_event_proc: proc_now,
-            caught_up: false,
-        });
+        self.parts.entry(id).or_insert(PartitionClock { max_event: None, last_event_proc: proc_now, caught_up: false });
     }
 
     pub fn revoke(&mut self, id: SourceId) {

@@ -140,10 +140,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn one() -> Counts {
-        Counts {
-            orders_paid: 1,
-            refunds_requested: 0,
-        }
+        Counts { orders_paid: 1, refunds_requested: 0 }
     }
 
     // Reference: sum of everything added at buckets in (end-len, end] that

@@ -14,17 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics)
+    Router::new().route("/metrics", get(render)).route("/healthz", get(|| async { "ok\n" })).with_state(metrics)
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
 }
 
 /// Binds `addr` (port 0 picks a free one) and serves until `shutdown`.

@@ -73,15 +73,8 @@ impl RateRule {
         let (k, n) = self.metric.ratio(c);
         let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
         let bound = stats::wilson_lower_bound(k, n, self.z);
-        let breached =
-            n >= self.min_denominator && k >= self.min_numerator && bound > self.threshold;
-        Evaluation {
-            numerator: k,
-            denominator: n,
-            rate,
-            bound,
-            breached,
-        }
+        let breached = n >= self.min_denominator && k >= self.min_numerator && bound > self.threshold;
+        Evaluation { numerator: k, denominator: n, rate, bound, breached }
     }
 }
 
@@ -98,10 +91,7 @@ pub struct RuleSet {
 
 impl RuleSet {
     pub fn new(rules: Vec<RateRule>) -> RuleSet {
-        RuleSet {
-            rules,
-            firing: HashMap::new(),
-        }
+        RuleSet { rules, firing: HashMap::new() }
     }
 
     pub fn rules(&self) -> &[RateRule] {
@@ -132,34 +122,13 @@ impl RuleSet {
         let key = (r, Box::<str>::from(shop_id));
         match (self.firing.get(&key), eval.breached) {
             (None, true) => {
-                self.firing.insert(
-                    key,
-                    Firing {
-                        starts_at: window_end,
-                    },
-                );
-                Some(self.alert(
-                    r,
-                    shop_id,
-                    category,
-                    &eval,
-                    window_end,
-                    window_end,
-                    AlertStatus::Firing,
-                ))
+                self.firing.insert(key, Firing { starts_at: window_end });
+                Some(self.alert(r, shop_id, category, &eval, window_end, window_end, AlertStatus::Firing))
             }
             (Some(f), false) => {
                 let starts_at = f.starts_at;
                 self.firing.remove(&key);
-                Some(self.alert(
-                    r,
-                    shop_id,
-                    category,
-                    &eval,
-                    starts_at,
-                    window_end,
-                    AlertStatus::Resolved,
-                ))
+                Some(self.alert(r, shop_id, category, &eval, starts_at, window_end, AlertStatus::Resolved))
             }
             _ => None,
         }
@@ -189,11 +158,7 @@ impl RuleSet {
         let mut annotations = BTreeMap::new();
         annotations.insert(
             "summary".to_string(),
-            format!(
-                "{metric} of shop {shop_id} is {:.1}% over the last {}",
-                e.rate * 100.0,
-                rule.window_name
-            ),
+            format!("{metric} of shop {shop_id} is {:.1}% over the last {}", e.rate * 100.0, rule.window_name),
         );
         annotations.insert(
             "description".to_string(),
@@ -203,11 +168,7 @@ impl RuleSet {
                 e.denominator,
                 e.rate * 100.0,
                 e.bound * 100.0,
-                if e.breached {
-                    "above"
-                } else {
-                    "no longer above"
-                },
+                if e.breached { "above" } else { "no longer above" },
                 rule.threshold * 100.0
             ),
         );
@@ -258,44 +219,27 @@ mod tests {
     }
 
     fn counts(orders: u32, refunds: u32) -> Counts {
-        Counts {
-            orders_paid: orders,
-            refunds_requested: refunds,
-        }
+        Counts { orders_paid: orders, refunds_requested: refunds }
     }
 
     #[test]
     fn volume_floor_and_bound_gate_firing() {
         let r = rule();
-        assert!(
-            !r.evaluate(&counts(4, 3)).breached,
-            "3 of 4 is below the volume floor"
-        );
+        assert!(!r.evaluate(&counts(4, 3)).breached, "3 of 4 is below the volume floor");
         assert!(!r.evaluate(&counts(100, 4)).breached, "too few refunds");
-        assert!(
-            !r.evaluate(&counts(100, 14)).breached,
-            "14% raw but bound below 10%"
-        );
+        assert!(!r.evaluate(&counts(100, 14)).breached, "14% raw but bound below 10%");
         assert!(r.evaluate(&counts(100, 25)).breached);
     }
 
     #[test]
     fn fires_once_then_resolves() {
         let mut set = RuleSet::new(vec![rule()]);
-        let a = set
-            .evaluate(0, "s1", "apparel", &counts(100, 40), 1_000)
-            .expect("fires");
+        let a = set.evaluate(0, "s1", "apparel", &counts(100, 40), 1_000).expect("fires");
         assert_eq!(a.status, AlertStatus::Firing);
         assert_eq!((a.numerator, a.denominator), (40, 100));
         assert_eq!(a.labels["shop_id"], "s1");
-        assert!(
-            set.evaluate(0, "s1", "apparel", &counts(120, 45), 2_000)
-                .is_none(),
-            "no re-fire"
-        );
-        let r = set
-            .evaluate(0, "s1", "apparel", &counts(100, 2), 3_000)
-            .expect("resolves");
+        assert!(set.evaluate(0, "s1", "apparel", &counts(120, 45), 2_000).is_none(), "no re-fire");
+        let r = set.evaluate(0, "s1", "apparel", &counts(100, 2), 3_000).expect("resolves");
         assert_eq!(r.status, AlertStatus::Resolved);
         assert_eq!((r.starts_at, r.ends_at), (1_000, Some(3_000)));
         assert_eq!(r.fingerprint, a.fingerprint);

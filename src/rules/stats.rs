@@ -55,10 +55,7 @@ mod tests {
     #[test]
     fn small_samples_are_discounted() {
         let z = z_for_confidence(0.95);
-        assert!(
-            wilson_lower_bound(3, 4, z) < 0.40,
-            "3 of 4 is not a 75% rate"
-        );
+        assert!(wilson_lower_bound(3, 4, z) < 0.40, "3 of 4 is not a 75% rate");
         assert!(wilson_lower_bound(300, 400, z) > 0.7);
         assert_eq!(wilson_lower_bound(1, 0, z), 0.0);
         assert_eq!(wilson_lower_bound(9, 4, z), wilson_lower_bound(4, 4, z));

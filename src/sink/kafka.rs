@@ -17,15 +17,8 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(config: &rdkafka::ClientConfig, topic: &str) -> Result<KafkaSink, KafkaError> {
-        let producer = config
-            .clone()
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()?;
-        Ok(KafkaSink {
-            producer,
-            topic: topic.to_string(),
-        })
+        let producer = config.clone().set("enable.idempotence", "true").set("linger.ms", "5").create()?;
+        Ok(KafkaSink { producer, topic: topic.to_string() })
     }
 
     /// Delivers one alert, retrying with backoff for about a minute.
@@ -40,9 +33,7 @@ impl KafkaSink {
         };
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=8 {
-            let record = FutureRecord::to(&self.topic)
-                .key(&alert.fingerprint)
-                .payload(&payload);
+            let record = FutureRecord::to(&self.topic).key(&alert.fingerprint).payload(&payload);
             match self.producer.send(record, Duration::from_secs(10)).await {
                 Ok(_) => return true,
                 Err((e, _)) => {

@@ -31,20 +31,10 @@ pub async fn run(
 ) {
     while let Some(alert) = rx.recv().await {
         log::deliver(&alert);
-        metrics
-            .sink_deliveries
-            .with_label_values(&["log", "ok"])
-            .inc();
+        metrics.sink_deliveries.with_label_values(&["log", "ok"]).inc();
         if let Some(k) = &kafka {
-            let result = if k.deliver(&alert).await {
-                "ok"
-            } else {
-                "error"
-            };
-            metrics
-                .sink_deliveries
-                .with_label_values(&["kafka", result])
-                .inc();
+            let result = if k.deliver(&alert).await { "ok" } else { "error" };
+            metrics.sink_deliveries.with_label_values(&["kafka", result]).inc();
         }
         if let Ok(mut d) = delivered.lock() {
             d.push(alert);

@@ -54,13 +54,12 @@ pub struct WorkerReport {
 /// Errors that stop a worker at start.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot create the Kafka consumer for brokers {brokers}: {source}; check kafka.brokers and kafka.properties")]
+    #[error(
+        "cannot create the Kafka consumer for brokers {brokers}: {source}; check kafka.brokers and kafka.properties"
+    )]
     Consumer { brokers: String, source: KafkaError },
     #[error("cannot subscribe to {topics:?}: {source}")]
-    Subscribe {
-        topics: Vec<String>,
-        source: KafkaError,
-    },
+    Subscribe { topics: Vec<String>, source: KafkaError },
     #[error("cannot create the dead-letter producer: {0}")]
     Producer(KafkaError),
 }
@@ -78,10 +77,7 @@ struct RebalanceLog {
 impl ClientContext for RebalanceLog {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition also arrives here as a "global" error; it is not one.
-        if matches!(
-            error,
-            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
+        if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
             return;
         }
         warn!(error = %error, reason, "librdkafka error");
@@ -91,10 +87,7 @@ impl ClientContext for RebalanceLog {
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let list = |tpl: &rdkafka::TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect::<Vec<_>>()
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()
         };
         let change = match rebalance {
             Rebalance::Assign(tpl) => Change::Assigned(list(tpl)),
@@ -164,29 +157,16 @@ pub fn run_worker(
         // Range assignment puts partition i of every co-partitioned topic on one consumer.
         .set("partition.assignment.strategy", "range");
     let consumer: BaseConsumer<RebalanceLog> = cc
-        .create_with_context(RebalanceLog {
-            changes: Mutex::new(Vec::new()),
-        })
-        .map_err(|source| SourceError::Consumer {
-            brokers: cfg.kafka.brokers.clone(),
-            source,
-        })?;
+        .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()) })
+        .map_err(|source| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), source })?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|source| SourceError::Subscribe {
-            topics: cfg.kafka.topics.clone(),
-            source,
-        })?;
+        .map_err(|source| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), source })?;
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {
-        Some(
-            client_config(cfg)
-                .set("linger.ms", "20")
-                .create()
-                .map_err(SourceError::Producer)?,
-        )
+        Some(client_config(cfg).set("linger.ms", "20").create().map_err(SourceError::Producer)?)
     };
     let mut w = Worker {
         dead_letters,
@@ -246,9 +226,7 @@ impl Worker<'_> {
                 timeout = Duration::ZERO;
             }
             if n > 0 {
-                self.metrics
-                    .batch_duration
-                    .observe(batch_start.elapsed().as_secs_f64());
+                self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
             }
             if last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
@@ -273,21 +251,13 @@ impl Worker<'_> {
     }
 
     fn all_caught_up(&self) -> bool {
-        let mut sources = self
-            .sources
-            .values()
-            .flat_map(|parts| parts.iter().flatten())
-            .peekable();
+        let mut sources = self.sources.values().flat_map(|parts| parts.iter().flatten()).peekable();
         sources.peek().is_some() && sources.all(|s| s.eof)
     }
 
     /// The high watermark librdkafka cached from its last fetch of this
     /// partition (no network call); `None` when not known yet.
-    fn high_watermark(
-        consumer: &BaseConsumer<RebalanceLog>,
-        topic: &str,
-        partition: i32,
-    ) -> Option<(i64, i64)> {
+    fn high_watermark(consumer: &BaseConsumer<RebalanceLog>, topic: &str, partition: i32) -> Option<(i64, i64)> {
         let topic_c = std::ffi::CString::new(topic).ok()?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client pointer is valid for the consumer's lifetime and
@@ -301,8 +271,7 @@ impl Worker<'_> {
                 &mut high,
             )
         };
-        (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-            .then_some((low, high))
+        (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
     }
 
     /// End of log on partition `p` of some topic (librdkafka does not say
@@ -348,11 +317,7 @@ impl Worker<'_> {
                         if parts.len() <= p as usize {
                             parts.resize_with(p as usize + 1, || None);
                         }
-                        parts[p as usize] = Some(SourceState {
-                            id,
-                            next_offset: None,
-                            eof: false,
-                        });
+                        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false });
                         self.pipeline.assign(id, self.proc_now());
                         self.metrics.partitions.with_label_values(&[&topic]).inc();
                     }
@@ -360,11 +325,8 @@ impl Worker<'_> {
                 Change::Revoked(tps) => {
                     info!(partitions = ?tps, "partitions revoked");
                     for (topic, p) in tps {
-                        if let Some(Some(s)) = self
-                            .sources
-                            .get_mut(&topic)
-                            .and_then(|v| v.get_mut(p as usize))
-                            .map(Option::take)
+                        if let Some(Some(s)) =
+                            self.sources.get_mut(&topic).and_then(|v| v.get_mut(p as usize)).map(Option::take)
                         {
                             self.pipeline.revoke(s.id);
                             self.metrics.partitions.with_label_values(&[&topic]).dec();
@@ -385,11 +347,7 @@ impl Worker<'_> {
         self.metrics.records.inc();
         let topic = msg.topic();
         let partition = msg.partition();
-        let source = match self
-            .sources
-            .get_mut(topic)
-            .and_then(|v| v.get_mut(partition as usize))
-        {
+        let source = match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
             Some(Some(s)) => {
                 s.next_offset = Some(msg.offset() + 1);
                 s.eof = false;
@@ -399,11 +357,7 @@ impl Worker<'_> {
             // rebalance callback runs inside poll): register it now.
             _ => {
                 self.apply_rebalances(consumer);
-                match self
-                    .sources
-                    .get_mut(topic)
-                    .and_then(|v| v.get_mut(partition as usize))
-                {
+                match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
                     Some(Some(s)) => {
                         s.next_offset = Some(msg.offset() + 1);
                         s.eof = false;
@@ -419,10 +373,8 @@ impl Worker<'_> {
                 let fold = self.pipeline.ingest(source, &event, self.proc_now());
                 counters.inc(event.kind(), fold);
                 if fold == Fold::Late {
-                    let why = format!(
-                        "event_time {} is older than the watermark minus the longest window",
-                        event.event_time
-                    );
+                    let why =
+                        format!("event_time {} is older than the watermark minus the longest window", event.event_time);
                     self.dead_letter(msg, "late_event", &why);
                 }
                 if let Some(ts) = msg.timestamp().to_millis() {
@@ -436,10 +388,7 @@ impl Worker<'_> {
             Err(e) => {
                 self.decode_errors += 1;
                 let reason = e.reason();
-                self.metrics
-                    .decode_errors
-                    .with_label_values(&[reason])
-                    .inc();
+                self.metrics.decode_errors.with_label_values(&[reason]).inc();
                 if let Some(suppressed) = self.limiter.allow(reason, Instant::now()) {
                     warn!(reason, error = %e, topic, partition, offset = msg.offset(), suppressed, "undecodable record");
                 }
@@ -458,29 +407,12 @@ impl Worker<'_> {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "peakguard.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "peakguard.source.topic",
-                value: Some(msg.topic()),
-            })
-            .insert(Header {
-                key: "peakguard.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "peakguard.source.offset",
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: "peakguard.error",
-                value: Some(error),
-            });
-        let mut record = BaseRecord::to(&self.dead_letter_topic)
-            .payload(msg.payload().unwrap_or(&[]))
-            .headers(headers);
+            .insert(Header { key: "peakguard.reason", value: Some(reason) })
+            .insert(Header { key: "peakguard.source.topic", value: Some(msg.topic()) })
+            .insert(Header { key: "peakguard.source.partition", value: Some(&partition) })
+            .insert(Header { key: "peakguard.source.offset", value: Some(&offset) })
+            .insert(Header { key: "peakguard.error", value: Some(error) });
+        let mut record = BaseRecord::to(&self.dead_letter_topic).payload(msg.payload().unwrap_or(&[])).headers(headers);
         if let Some(k) = msg.key() {
             record = record.key(k);
         }
@@ -491,10 +423,7 @@ impl Worker<'_> {
                     self.metrics.dead_letters.with_label_values(&[reason]).inc();
                     return;
                 }
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
                     record = Some(r);
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -504,25 +433,19 @@ impl Worker<'_> {
                 }
             }
         }
-        warn!(
-            reason,
-            "dead-letter queue stayed full for 1s; record not dead-lettered"
-        );
+        warn!(reason, "dead-letter queue stayed full for 1s; record not dead-lettered");
     }
 
     fn flush_alerts(&mut self) {
         let m = self.metrics;
         for a in self.alerts.drain(..) {
-            m.alerts
-                .with_label_values(&[&a.rule, a.severity.as_str(), a.status.as_str()])
-                .inc();
+            m.alerts.with_label_values(&[&a.rule, a.severity.as_str(), a.status.as_str()]).inc();
             // Back-pressure rather than loss: the sink queue is bounded.
             if self.alerts_tx.blocking_send(a).is_err() {
                 warn!("alert sink is gone; alert dropped");
             }
         }
-        m.alerts_firing
-            .set(self.pipeline.rules().firing_count() as i64);
+        m.alerts_firing.set(self.pipeline.rules().firing_count() as i64);
         m.shops.set(self.pipeline.engine().shop_count() as i64);
         if let Some(wm) = self.pipeline.watermark() {
             m.watermark.set(wm as f64 / 1000.0);

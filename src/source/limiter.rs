@@ -12,10 +12,7 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     pub fn new(interval: Duration) -> Self {
-        LogLimiter {
-            interval,
-            last: HashMap::new(),
-        }
+        LogLimiter { interval, last: HashMap::new() }
     }
 
     /// Returns `Some(suppressed)` when a line for `reason` may be logged now.
@@ -50,11 +47,7 @@ mod tests {
         assert_eq!(l.allow("bad_magic", t0), Some(0));
         assert_eq!(l.allow("bad_magic", t0 + Duration::from_secs(1)), None);
         assert_eq!(l.allow("bad_magic", t0 + Duration::from_secs(2)), None);
-        assert_eq!(
-            l.allow("truncated", t0 + Duration::from_secs(2)),
-            Some(0),
-            "reasons are independent"
-        );
+        assert_eq!(l.allow("truncated", t0 + Duration::from_secs(2)), Some(0), "reasons are independent");
         assert_eq!(l.allow("bad_magic", t0 + Duration::from_secs(6)), Some(2));
     }
 }

@@ -1,0 +1,66 @@
+//! `peakguard demo` end to end, shortened: the in-process cluster, the
+//! generator and the processor run together; /metrics is served while it
+//! runs; the injected spike is detected and no healthy shop alerts.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use peakguard::demo::{self, DemoOptions};
+use peakguard::generator::{GeneratorConfig, Spike};
+use peakguard::rules::AlertStatus;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_detects_the_injected_spike_and_serves_metrics() {
+    let generator = GeneratorConfig {
+        shops: 2_000,
+        duration_ms: 40 * 60_000,
+        base_orders_per_sec: 15.0,
+        spike: Some(Spike { shop_rank: 9, starts_after_ms: 25 * 60_000, refund_rate: 0.4 }),
+        ..GeneratorConfig::default()
+    };
+    let opts =
+        DemoOptions { duration: Duration::from_secs(12), generator, partitions: 2, listen: "127.0.0.1:0".into() };
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let scraper = std::thread::spawn(move || {
+        let addr: std::net::SocketAddr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("HTTP server bound");
+        // Scrape while the demo runs, until records show up.
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(250));
+            let body = ureq::get(&format!("http://{addr}/metrics"))
+                .call()
+                .expect("GET /metrics")
+                .body_mut()
+                .read_to_string()
+                .expect("body");
+            let records = body
+                .lines()
+                .find_map(|l| l.strip_prefix("peakguard_records_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .expect("peakguard_records_total is exported");
+            if records > 0.0 {
+                let health = ureq::get(&format!("http://{addr}/healthz")).call().expect("GET /healthz");
+                assert_eq!(health.status(), 200);
+                return body;
+            }
+        }
+        panic!("no records counted on /metrics within 10 s");
+    });
+    let on_listen: peakguard::runtime::OnListen = Box::new(move |addr| {
+        let _ = addr_tx.send(addr);
+    });
+    let summary =
+        tokio::time::timeout(Duration::from_secs(120), demo::run(opts, CancellationToken::new(), Some(on_listen)))
+            .await
+            .expect("demo ends by itself")
+            .expect("demo runs");
+    let scraped = scraper.join().expect("scraper");
+    assert!(scraped.contains("peakguard_events_total{kind=\"order\",outcome=\"folded\"}"), "{scraped}");
+
+    assert!(summary.produced > 10_000, "generator produced {}", summary.produced);
+    assert_eq!(summary.run.report.decode_errors, 0);
+    let spike = summary.spike_shop.clone().expect("a spike was injected");
+    let firing: Vec<_> = summary.run.alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
+    assert!(firing.iter().any(|a| a.shop_id == spike), "spike in {spike} not detected: {firing:#?}");
+    assert!(firing.iter().all(|a| a.shop_id == spike), "healthy shop alerted: {firing:#?}");
+}
