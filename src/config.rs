@@ -116,6 +116,15 @@ pub struct EngineSection {
     /// How often (processing time) the watermark is recomputed and rules run.
     #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
+    /// Events further ahead of the newest event seen are rejected as `future_event`.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    /// A repeated event id is dropped while the watermark is within this of
+    /// its first copy. Default: `allowed_lateness`.
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_horizon: Option<Duration>,
+    /// At most this many event ids are remembered for dedup (about 40 bytes each).
+    pub dedup_capacity: usize,
     pub windows: Vec<WindowConfig>,
 }
 
@@ -125,9 +134,18 @@ impl Default for EngineSection {
             allowed_lateness: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             tick_interval: Duration::from_millis(200),
+            max_future: Duration::from_secs(3600),
+            dedup_horizon: None,
+            dedup_capacity: 1_000_000,
             windows: vec![
                 WindowConfig { name: "5m".into(), size: Duration::from_secs(300), step: Duration::from_secs(60) },
                 WindowConfig { name: "1h".into(), size: Duration::from_secs(3600), step: Duration::from_secs(300) },
+                WindowConfig { name: "24h".into(), size: Duration::from_secs(86_400), step: Duration::from_secs(3600) },
+                WindowConfig {
+                    name: "30d".into(),
+                    size: Duration::from_secs(30 * 86_400),
+                    step: Duration::from_secs(86_400),
+                },
             ],
         }
     }
@@ -143,24 +161,19 @@ pub struct WindowConfig {
     pub step: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricName {
-    RefundRate,
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
-    pub metric: MetricName,
+    /// One of [`Metric::names`], e.g. `refund_rate`.
+    pub metric: String,
     pub window: String,
     /// Fires when the Wilson lower bound of the rate is above this (0..1).
     pub threshold: f64,
-    /// Volume floor: minimum orders paid in the window.
+    /// Volume floor: minimum denominator (e.g. orders paid) in the window.
     #[serde(default = "default_min_orders")]
     pub min_orders: u64,
-    /// Volume floor: minimum refunds in the window.
+    /// Volume floor: minimum numerator (e.g. refunds) in the window.
     #[serde(default = "default_min_refunds")]
     pub min_refunds: u64,
     /// One-sided confidence of the Wilson lower bound.
@@ -190,7 +203,7 @@ impl RuleConfig {
     pub fn default_refund_rate() -> RuleConfig {
         RuleConfig {
             name: "refund_rate_spike".into(),
-            metric: MetricName::RefundRate,
+            metric: "refund_rate".into(),
             window: "5m".into(),
             threshold: 0.10,
             min_orders: default_min_orders(),
@@ -343,6 +356,22 @@ impl Config {
                 "use e.g. \"200ms\"",
             ));
         }
+        if e.dedup_capacity == 0 || e.dedup_capacity > 100_000_000 {
+            return Err(invalid(
+                "engine.dedup_capacity",
+                e.dedup_capacity,
+                "must be between 1 and 100000000",
+                "use e.g. 1000000 (about 40 MB)",
+            ));
+        }
+        if e.max_future < Duration::from_secs(1) {
+            return Err(invalid(
+                "engine.max_future",
+                humantime::format_duration(e.max_future).to_string(),
+                "shorter than 1s rejects normal clock skew",
+                "use e.g. \"1h\"",
+            ));
+        }
         if e.idle_timeout.is_zero() {
             return Err(invalid("engine.idle_timeout", "0s", "must be positive", "use e.g. \"30s\""));
         }
@@ -355,6 +384,14 @@ impl Config {
                     &r.name,
                     "empty or used twice",
                     "give each rule its own name",
+                ));
+            }
+            if Metric::from_name(&r.metric).is_none() {
+                return Err(invalid(
+                    format!("{field}.metric"),
+                    &r.metric,
+                    "no such metric",
+                    format!("use one of {}", Metric::names().join(", ")),
                 ));
             }
             if !names.contains(r.window.as_str()) {
@@ -417,6 +454,9 @@ impl Config {
                 .collect(),
             allowed_lateness_ms: self.engine.allowed_lateness.as_millis() as i64,
             idle_timeout_ms: self.engine.idle_timeout.as_millis() as i64,
+            max_future_ms: self.engine.max_future.as_millis() as i64,
+            dedup_horizon_ms: self.engine.dedup_horizon.unwrap_or(self.engine.allowed_lateness).as_millis() as i64,
+            dedup_capacity: self.engine.dedup_capacity,
         }
     }
 
@@ -426,9 +466,7 @@ impl Config {
             .iter()
             .map(|r| RateRule {
                 name: r.name.clone(),
-                metric: match r.metric {
-                    MetricName::RefundRate => Metric::RefundRate,
-                },
+                metric: Metric::from_name(&r.metric).unwrap_or(Metric::RefundRate),
                 window: self.engine.windows.iter().position(|w| w.name == r.window).unwrap_or(0),
                 window_name: r.window.clone(),
                 threshold: r.threshold,
@@ -464,7 +502,15 @@ mod tests {
             .to_string();
         assert!(err.contains("rules[0].window"), "{err}");
         assert!(err.contains("\"15m\""), "{err}");
-        assert!(err.contains("use one of 5m, 1h"), "{err}");
+        assert!(err.contains("use one of 5m, 1h, 24h, 30d"), "{err}");
+    }
+
+    #[test]
+    fn unknown_metric_lists_the_known_ones() {
+        let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refunds\"\nwindow = \"5m\"\nthreshold = 0.1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rules[0].metric") && err.contains("refund_rate, quality_refund_rate"), "{err}");
     }
 
     #[test]

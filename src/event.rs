@@ -144,6 +144,8 @@ pub enum EventBody {
         reason: Reason,
         money: Money,
         order_paid_at: Millis,
+        /// When the refund was requested (set on completion and rejection).
+        requested_at: Option<Millis>,
     },
     Dispute {
         step: DisputeStep,

@@ -240,9 +240,27 @@ impl Generator {
                     reason,
                     money,
                     order_paid_at: paid_at,
+                    requested_at: None,
                 },
             );
             self.schedule(refund);
+            if self.rng.random_bool(0.8) {
+                let done_at = at + self.rng.random_range(300_000..6 * 3_600_000);
+                let done = mk(
+                    self,
+                    done_at,
+                    EventBody::Refund {
+                        step: RefundStep::Completed,
+                        refund_type: RefundType::RefundOnly,
+                        stage: RefundStage::PreShipment,
+                        reason,
+                        money,
+                        order_paid_at: paid_at,
+                        requested_at: Some(at),
+                    },
+                );
+                self.schedule(done);
+            }
             if self.rng.random_bool(0.05) {
                 let dispute_at = at + self.rng.random_range(60_000..600_000);
                 let dispute = mk(

@@ -109,7 +109,7 @@ impl Metrics {
 
     /// Pre-resolved `events_total` children, indexed by kind and outcome.
     pub fn event_counters(&self) -> EventCounters {
-        let outcomes = [Fold::Folded, Fold::Ignored, Fold::Late];
+        let outcomes = Fold::ALL;
         EventCounters(
             EventKind::ALL
                 .iter()
@@ -132,16 +132,11 @@ impl Default for Metrics {
 }
 
 /// `peakguard_events_total` children resolved once, for the hot path.
-pub struct EventCounters(Vec<[IntCounter; 3]>);
+pub struct EventCounters(Vec<[IntCounter; 5]>);
 
 impl EventCounters {
     #[inline]
     pub fn inc(&self, kind: EventKind, fold: Fold) {
-        let i = match fold {
-            Fold::Folded => 0,
-            Fold::Ignored => 1,
-            Fold::Late => 2,
-        };
-        self.0[kind as usize][i].inc();
+        self.0[kind as usize][fold as usize].inc();
     }
 }

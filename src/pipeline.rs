@@ -21,6 +21,8 @@ pub struct PipelineStats {
     pub folded: u64,
     pub ignored: u64,
     pub late: u64,
+    pub duplicate: u64,
+    pub future: u64,
     pub fired: u64,
     pub resolved: u64,
 }
@@ -87,6 +89,8 @@ impl Pipeline {
             Fold::Folded => self.stats.folded += 1,
             Fold::Ignored => self.stats.ignored += 1,
             Fold::Late => self.stats.late += 1,
+            Fold::Duplicate => self.stats.duplicate += 1,
+            Fold::Future => self.stats.future += 1,
         }
         fold
     }
@@ -139,7 +143,7 @@ impl Pipeline {
         let rules = &mut self.rules;
         let track_seen = rules.firing_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
-        self.engine.drain_pending(|shop_id, shop| {
+        self.engine.drain_pending(|shop_id, category, shop| {
             for r in 0..rules.rules().len() {
                 let w = rules.rules()[r].window;
                 let Some((from, end)) = spans[w] else {
@@ -147,7 +151,7 @@ impl Pipeline {
                 };
                 for k in from..=end {
                     let end_ms = (k + 1) * windows[w].step_ms;
-                    if let Some(a) = rules.evaluate(r, shop_id, &shop.category, &shop.read(w, k), end_ms) {
+                    if let Some(a) = rules.evaluate(r, shop_id, category, &shop.read(w, k), end_ms) {
                         out.push(a);
                     }
                 }
@@ -168,7 +172,7 @@ impl Pipeline {
                 continue;
             };
             let shop = self.engine.shop(&shop_id);
-            let category = shop.map(|s| s.category.to_string()).unwrap_or_default();
+            let category = shop.map(|s| self.engine.category_name(s.category_id()).to_string()).unwrap_or_default();
             for k in from..=end {
                 let counts = shop.map(|s| s.read(w, k)).unwrap_or_default();
                 let end_ms = (k + 1) * self.windows[w].step_ms;

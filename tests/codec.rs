@@ -42,6 +42,7 @@ fn samples() -> Vec<Event> {
             reason: Reason::QualityDamaged,
             money: m,
             order_paid_at: T - 86_400_000,
+            requested_at: Some(T - 3_600_000),
         }),
         header(EventBody::Dispute {
             step: DisputeStep::RuledForBuyer,
@@ -91,9 +92,9 @@ fn evolved_store(dir: &Path) -> SchemaStore {
     }
     let refund: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("refund.avsc")).unwrap()).unwrap();
-    // v0: no sub_order_id (added later with a default).
+    // v0: no sub_order_id and no requested_at (both added later with defaults).
     let mut v0 = refund.clone();
-    v0["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "sub_order_id");
+    v0["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "sub_order_id" && f["name"] != "requested_at");
     std::fs::write(dir.join("refund.v0.avsc"), v0.to_string()).unwrap();
     // v9: a producer added a reason symbol this build does not know.
     let mut v9 = refund;
@@ -116,13 +117,13 @@ fn framed(id: u32, schema: &Schema, value: Value) -> Vec<u8> {
     out
 }
 
-fn refund_fields(reason: (u32, &str), with_sub_order: bool) -> Value {
+fn refund_fields(reason: (u32, &str), with_new_fields: bool) -> Value {
     let mut f = vec![
         ("event_id".to_string(), Value::String("e".into())),
         ("shop_id".to_string(), Value::String("s".into())),
         ("order_id".to_string(), Value::String("o".into())),
     ];
-    if with_sub_order {
+    if with_new_fields {
         f.push(("sub_order_id".to_string(), Value::Union(0, Box::new(Value::Null))));
     }
     f.extend([
@@ -136,6 +137,9 @@ fn refund_fields(reason: (u32, &str), with_sub_order: bool) -> Value {
         ("currency".to_string(), Value::String("EUR".into())),
         ("order_paid_at".to_string(), Value::TimestampMillis(T - 1)),
     ]);
+    if with_new_fields {
+        f.push(("requested_at".to_string(), Value::Union(1, Box::new(Value::TimestampMillis(T - 2)))));
+    }
     Value::Record(f)
 }
 
@@ -147,11 +151,12 @@ fn older_and_newer_writer_schemas_decode() {
     let old =
         codec::decode(&store, &framed(100, &v0, refund_fields((1, "QUALITY_DAMAGED"), false))).expect("v0 decodes");
     assert_eq!(old.sub_order_id, None);
-    assert!(matches!(old.body, EventBody::Refund { reason: Reason::QualityDamaged, .. }));
+    assert!(matches!(old.body, EventBody::Refund { reason: Reason::QualityDamaged, requested_at: None, .. }));
 
     let v9 = Schema::parse_str(&std::fs::read_to_string(dir.path().join("refund.v9.avsc")).unwrap()).unwrap();
     let new = codec::decode(&store, &framed(109, &v9, refund_fields((0, "COUNTERFEIT"), true))).expect("v9 decodes");
     assert!(matches!(new.body, EventBody::Refund { reason: Reason::Other, .. }), "unknown symbol -> enum default");
+    assert!(matches!(new.body, EventBody::Refund { requested_at: Some(t), .. } if t == T - 2));
 }
 
 #[test]

@@ -53,6 +53,7 @@ fn refund(shop: &str, n: usize, t: Millis) -> Event {
             reason: Reason::NotAsDescribed,
             money: Money::new(9_900, "CNY").unwrap(),
             order_paid_at: t - MINUTE,
+            requested_at: None,
         },
     }
 }

@@ -27,6 +27,7 @@ fn ev(shop: &str, n: usize, t: Millis, refund: bool) -> Event {
                 reason: Reason::ChangedMind,
                 money,
                 order_paid_at: t - MINUTE,
+                requested_at: None,
             }
         } else {
             EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money }
@@ -104,15 +105,22 @@ fn fires_then_resolves_as_window_drains() {
     assert!(alerts[1].ends_at.unwrap() > alerts[0].starts_at);
 }
 
-/// Events older than the watermark minus the longest window are rejected as late.
+/// Events older than the watermark minus the longest window (30 d) are
+/// rejected as late, events more than `max_future` (1 h) ahead of the newest
+/// as future, and repeated event ids as duplicates.
 #[test]
-fn too_late_events_are_rejected() {
+fn late_future_and_duplicate_events_are_rejected() {
+    const DAY: Millis = 86_400_000;
     let mut p = pipeline();
     p.assign(ORDERS, 0);
     let mut alerts = Vec::new();
-    p.ingest(ORDERS, &ev("s", 0, T0 + 3 * 3_600_000, false), 0);
+    assert_eq!(p.ingest(ORDERS, &ev("s", 0, T0 + 31 * DAY, false), 0), Fold::Folded);
     p.tick(1, &mut alerts);
     assert_eq!(p.ingest(ORDERS, &ev("s", 1, T0, false), 2), Fold::Late);
-    assert_eq!(p.ingest(ORDERS, &ev("s", 2, T0 + 2 * 3_600_000 + 1, false), 3), Fold::Folded);
-    assert_eq!(p.stats().late, 1);
+    assert_eq!(p.ingest(ORDERS, &ev("s", 2, T0 + 2 * DAY, false), 3), Fold::Folded);
+    assert_eq!(p.ingest(ORDERS, &ev("s", 3, T0 + 31 * DAY + 2 * 3_600_000, false), 4), Fold::Future);
+    assert_eq!(p.ingest(ORDERS, &ev("s", 4, T0 + 31 * DAY + 1_800_000, false), 5), Fold::Folded);
+    assert_eq!(p.ingest(ORDERS, &ev("s", 4, T0 + 31 * DAY + 1_800_000, false), 6), Fold::Duplicate);
+    let st = p.stats();
+    assert_eq!((st.folded, st.late, st.future, st.duplicate), (3, 1, 1, 1));
 }

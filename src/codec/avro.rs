@@ -315,6 +315,7 @@ fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError>
             reason: f.reason()?,
             money: f.money()?,
             order_paid_at: f.time("order_paid_at")?,
+            requested_at: f.opt_time("requested_at")?,
         },
         EventKind::Dispute => EventBody::Dispute {
             step: f.symbol("type", DisputeStep::from_symbol, DisputeStep::Unknown)?,
@@ -392,13 +393,14 @@ fn event_to_value(e: &Event) -> Value {
             fields.push(reason(*r));
             fields.push(paid_at(*order_paid_at));
         }
-        EventBody::Refund { step, refund_type, stage, reason: r, money: m, order_paid_at } => {
+        EventBody::Refund { step, refund_type, stage, reason: r, money: m, order_paid_at, requested_at } => {
             fields.push(("type".into(), enum_value(RefundStep::ALL, *step)));
             fields.push(("refund_type".into(), enum_value(RefundType::ALL, *refund_type)));
             fields.push(("stage".into(), enum_value(RefundStage::ALL, *stage)));
             fields.push(reason(*r));
             fields.extend(money(m));
             fields.push(paid_at(*order_paid_at));
+            fields.push(("requested_at".into(), opt(*requested_at, Value::TimestampMillis)));
         }
         EventBody::Dispute { step, reason: r, money: m, order_paid_at } => {
             fields.push(("type".into(), enum_value(DisputeStep::ALL, *step)));

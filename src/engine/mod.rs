@@ -1,60 +1,33 @@
-//! The window engine: folds events into per-shop sliding windows in event
-//! time. Pure: no IO, no async, no clock of its own (callers pass processing
-//! time in), so it is easy to test exhaustively and to bench.
+//! The window engine: folds events into per-shop, per-category and
+//! platform-wide sliding windows in event time. Pure: no IO, no async, no
+//! clock of its own (callers pass processing time in), so it is easy to test
+//! exhaustively and to bench.
 //!
-//! * [`window`]: rings of time buckets with running totals.
+//! * [`counts`]: the counters and what each event contributes (activity and
+//!   cohort basis).
+//! * [`window`]: sparse rings of time buckets, one per window.
 //! * [`watermark`]: per-partition event-time clocks and the combined watermark.
+//! * [`dedup`]: bounded memory of recent event ids.
 //!
-//! Each shop holds one ring per configured window. Events are credited to the
-//! bucket of their event time (activity basis). An event older than the
-//! watermark minus the longest window can no longer change any window that
-//! will be read and is rejected as late, with a reason, for the dead-letter
-//! path. Shops whose rings are all empty are dropped on [`Engine::evict_idle`].
+//! An event is rejected, with a reason for the dead-letter path, when it is
+//! further ahead of the newest event seen than `max_future` (a clock gone
+//! wrong), older than the watermark minus the longest window (it can no
+//! longer change any window that will be read), or a repeat of an event id
+//! seen within the dedup horizon. Shops whose rings are all empty are dropped
+//! by [`Engine::evict_idle`].
 
+pub mod counts;
+pub mod dedup;
 pub mod watermark;
 pub mod window;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
-use crate::event::{Event, EventBody, Millis, OrderStep, RefundStep};
+use crate::event::{Event, Millis};
+pub use counts::{Basis, Counts, Deltas, Field, NF};
+use dedup::Dedup;
 pub use watermark::{SourceId, WatermarkTracker};
-use window::{bucket_of, Add, Ring};
-
-/// What is counted in one bucket.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub orders_paid: u32,
-    pub refunds_requested: u32,
-}
-
-impl Counts {
-    #[inline]
-    pub fn add(&mut self, o: &Counts) {
-        self.orders_paid = self.orders_paid.wrapping_add(o.orders_paid);
-        self.refunds_requested = self.refunds_requested.wrapping_add(o.refunds_requested);
-    }
-
-    #[inline]
-    pub fn sub(&mut self, o: &Counts) {
-        self.orders_paid = self.orders_paid.wrapping_sub(o.orders_paid);
-        self.refunds_requested = self.refunds_requested.wrapping_sub(o.refunds_requested);
-    }
-
-    pub fn is_zero(&self) -> bool {
-        *self == Counts::default()
-    }
-
-    /// What `event` contributes, or `None` when it counts towards nothing.
-    pub fn of(event: &Event) -> Option<Counts> {
-        match event.body {
-            EventBody::Order { step: OrderStep::Paid, .. } => Some(Counts { orders_paid: 1, ..Counts::default() }),
-            EventBody::Refund { step: RefundStep::Requested, .. } => {
-                Some(Counts { refunds_requested: 1, ..Counts::default() })
-            }
-            _ => None,
-        }
-    }
-}
+use window::{bucket_of, Ring};
 
 /// One sliding window: `size` long, sliding by `step`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,41 +48,126 @@ pub struct EngineConfig {
     pub windows: Vec<WindowSpec>,
     pub allowed_lateness_ms: i64,
     pub idle_timeout_ms: i64,
+    /// Events further ahead of the newest event seen are rejected.
+    pub max_future_ms: i64,
+    /// Repeated event ids are dropped while the watermark is within this of them.
+    pub dedup_horizon_ms: i64,
+    /// At most this many event ids are remembered for dedup.
+    pub dedup_capacity: usize,
+}
+
+impl EngineConfig {
+    /// 5 min, 1 h, 24 h and 30 d windows; 30 s lateness.
+    pub fn with_windows(windows: Vec<WindowSpec>) -> EngineConfig {
+        EngineConfig {
+            windows,
+            allowed_lateness_ms: 30_000,
+            idle_timeout_ms: 30_000,
+            max_future_ms: 3_600_000,
+            dedup_horizon_ms: 30_000,
+            dedup_capacity: 1_000_000,
+        }
+    }
+}
+
+/// State of one scope (a shop, a category, the platform): one ring per window.
+#[derive(Clone, Debug)]
+pub struct ScopeState {
+    rings: Box<[Ring]>,
+}
+
+impl ScopeState {
+    fn new(windows: &[WindowSpec], slack: &[usize], t: Millis) -> ScopeState {
+        let rings =
+            windows.iter().zip(slack).map(|(w, &s)| Ring::new(w.buckets(), s, bucket_of(t, w.step_ms))).collect();
+        ScopeState { rings }
+    }
+
+    fn apply(&mut self, windows: &[WindowSpec], deltas: &Deltas, t_act: Millis, t_cohort: Millis) {
+        for (ring, w) in self.rings.iter_mut().zip(windows) {
+            let (b_act, b_cohort) = (bucket_of(t_act, w.step_ms), bucket_of(t_cohort, w.step_ms));
+            for d in deltas.iter() {
+                let b = if d.basis == Basis::Activity { b_act } else { b_cohort };
+                // A window that has dropped this bucket does not count it; longer ones still do.
+                let _ = ring.add(b, d.field, d.value);
+            }
+        }
+    }
+
+    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
+    pub fn read(&self, w: usize, end_bucket: i64) -> Counts {
+        self.rings[w].read(end_bucket)
+    }
+
+    /// Adds window `w`'s counts into `out` (no zeroing, no copy of the result).
+    pub fn read_into(&self, w: usize, end_bucket: i64, out: &mut Counts) {
+        self.rings[w].read_into(end_bucket, out)
+    }
+
+    /// Newest bucket of window `w` that holds data.
+    pub fn head(&self, w: usize) -> i64 {
+        self.rings[w].head()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.rings.len() * std::mem::size_of::<Ring>() + self.rings.iter().map(Ring::heap_bytes).sum::<usize>()
+    }
+
+    fn advance_and_check_empty(&mut self, windows: &[WindowSpec], wm: Millis) -> bool {
+        self.rings.iter_mut().zip(windows).all(|(ring, w)| {
+            ring.advance_to(bucket_of(wm, w.step_ms));
+            ring.is_empty()
+        })
+    }
 }
 
 /// Per-shop state.
 #[derive(Clone, Debug)]
 pub struct ShopState {
-    pub category: Box<str>,
-    rings: Box<[Ring]>,
+    category: u32,
+    scope: ScopeState,
     /// Newest event time folded since the shop's rules last saw all of it.
     pending_until: Option<Millis>,
 }
 
+impl std::ops::Deref for ShopState {
+    type Target = ScopeState;
+    fn deref(&self) -> &ScopeState {
+        &self.scope
+    }
+}
+
 impl ShopState {
-    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
-    pub fn read(&self, w: usize, end_bucket: i64) -> Counts {
-        self.rings[w].read(end_bucket)
+    pub fn category_id(&self) -> u32 {
+        self.category
     }
 }
 
 /// The result of folding one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fold {
-    /// Counted in the shop's windows.
+    /// Counted in the windows.
     Folded,
-    /// Valid, but no configured metric counts it.
+    /// Valid, but no counter counts it (e.g. an order created then shipped in transit).
     Ignored,
     /// Older than the watermark minus the longest window.
     Late,
+    /// An event id already folded within the dedup horizon.
+    Duplicate,
+    /// Further ahead of the newest event seen than `max_future`.
+    Future,
 }
 
 impl Fold {
+    pub const ALL: [Fold; 5] = [Fold::Folded, Fold::Ignored, Fold::Late, Fold::Duplicate, Fold::Future];
+
     pub fn label(self) -> &'static str {
         match self {
             Fold::Folded => "folded",
             Fold::Ignored => "ignored",
             Fold::Late => "late",
+            Fold::Duplicate => "duplicate",
+            Fold::Future => "future",
         }
     }
 }
@@ -118,22 +176,47 @@ pub struct Engine {
     cfg: EngineConfig,
     slack: Vec<usize>,
     retention_ms: i64,
-    shops: HashMap<Box<str>, ShopState>,
+    shops: FxHashMap<Box<str>, ShopState>,
+    categories: Vec<Box<str>>,
+    category_ids: FxHashMap<Box<str>, u32>,
+    category_scopes: Vec<ScopeState>,
+    platform: Option<ScopeState>,
     pending: Vec<Box<str>>,
     watermark: WatermarkTracker,
+    dedup: Dedup,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         debug_assert!(cfg.windows.iter().all(|w| w.step_ms > 0 && w.size_ms % w.step_ms == 0));
+        // Enough buckets behind the head to read at a watermark that trails it
+        // by the allowed lateness, plus one for the bucket in progress.
         let slack = cfg.windows.iter().map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2).collect();
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
-        Engine { cfg, slack, retention_ms, shops: HashMap::new(), pending: Vec::new(), watermark }
+        let dedup = Dedup::new(cfg.dedup_horizon_ms, cfg.dedup_capacity);
+        Engine {
+            cfg,
+            slack,
+            retention_ms,
+            shops: FxHashMap::default(),
+            categories: Vec::new(),
+            category_ids: FxHashMap::default(),
+            category_scopes: Vec::new(),
+            platform: None,
+            pending: Vec::new(),
+            watermark,
+            dedup,
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// How many buckets behind its head window `w` can be read exactly.
+    pub fn slack(&self, w: usize) -> usize {
+        self.slack[w] - 1
     }
 
     pub fn watermark(&self) -> &WatermarkTracker {
@@ -144,60 +227,118 @@ impl Engine {
         &mut self.watermark
     }
 
+    /// Recomputes the watermark at processing time `proc_now` and forgets
+    /// dedup ids it has passed.
+    pub fn update_watermark(&mut self, proc_now: Millis) -> Option<Millis> {
+        let wm = self.watermark.update(proc_now);
+        if let Some(wm) = wm {
+            self.dedup.expire(wm);
+        }
+        wm
+    }
+
     pub fn shop(&self, shop_id: &str) -> Option<&ShopState> {
         self.shops.get(shop_id)
+    }
+
+    pub fn shops(&self) -> impl Iterator<Item = (&str, &ShopState)> {
+        self.shops.iter().map(|(k, v)| (&**k, v))
     }
 
     pub fn shop_count(&self) -> usize {
         self.shops.len()
     }
 
+    pub fn category_name(&self, id: u32) -> &str {
+        self.categories.get(id as usize).map_or("", |c| c)
+    }
+
+    /// The aggregate of every shop in `category`.
+    pub fn category(&self, category: &str) -> Option<&ScopeState> {
+        self.category_ids.get(category).map(|&i| &self.category_scopes[i as usize])
+    }
+
+    pub fn categories(&self) -> impl Iterator<Item = (&str, &ScopeState)> {
+        self.categories.iter().map(|c| &**c).zip(self.category_scopes.iter())
+    }
+
+    /// The aggregate of every shop.
+    pub fn platform(&self) -> Option<&ScopeState> {
+        self.platform.as_ref()
+    }
+
+    /// Ids forgotten by dedup because its capacity was reached.
+    pub fn dedup_evicted(&self) -> u64 {
+        self.dedup.evicted()
+    }
+
+    /// Approximate heap bytes of all shop state (keys, maps and rings).
+    pub fn shop_heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(Box<str>, ShopState)>() + 1;
+        self.shops.capacity() * entry + self.shops.iter().map(|(k, s)| k.len() + s.scope.heap_bytes()).sum::<usize>()
+    }
+
     /// Folds one event read from `source` at processing time `proc_now`.
     pub fn fold(&mut self, source: SourceId, event: &Event, proc_now: Millis) -> Fold {
-        let wm = self.watermark.current();
-        self.watermark.observe(source, event.event_time, proc_now);
-        if let Some(wm) = wm {
-            if event.event_time < wm - self.retention_ms {
-                return Fold::Late;
-            }
+        let t = event.event_time;
+        if self.watermark.max_seen().is_some_and(|max| t > max.saturating_add(self.cfg.max_future_ms)) {
+            return Fold::Future;
         }
-        let Some(counts) = Counts::of(event) else {
+        let wm = self.watermark.current();
+        self.watermark.observe(source, t, proc_now);
+        if wm.is_some_and(|wm| t < wm - self.retention_ms) {
+            return Fold::Late;
+        }
+        if !self.dedup.first_time(&event.event_id, t) {
+            return Fold::Duplicate;
+        }
+        let deltas = Deltas::of(event);
+        if deltas.is_empty() {
             return Fold::Ignored;
-        };
+        }
+        let t_cohort = counts::cohort_time(event);
+        let category = self.category_id(&event.category, t);
+        let windows = &self.cfg.windows;
         let shop = match self.shops.get_mut(event.shop_id.as_str()) {
             Some(s) => s,
             None => {
-                let rings = self
-                    .cfg
-                    .windows
-                    .iter()
-                    .zip(&self.slack)
-                    .map(|(w, &slack)| Ring::new(w.buckets(), slack, bucket_of(event.event_time, w.step_ms)))
-                    .collect();
-                let state = ShopState { category: event.category.as_str().into(), rings, pending_until: None };
+                let scope = ScopeState::new(windows, &self.slack, t);
+                let state = ShopState { category, scope, pending_until: None };
                 self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };
-        for (ring, w) in shop.rings.iter_mut().zip(&self.cfg.windows) {
-            // A short window may already have dropped this bucket; longer ones still count it.
-            let _: Add = ring.add(bucket_of(event.event_time, w.step_ms), &counts);
-        }
+        shop.scope.apply(windows, &deltas, t, t_cohort);
         if shop.pending_until.is_none() {
             self.pending.push(event.shop_id.as_str().into());
         }
-        shop.pending_until = Some(shop.pending_until.map_or(event.event_time, |t| t.max(event.event_time)));
+        shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
+        self.category_scopes[category as usize].apply(windows, &deltas, t, t_cohort);
+        let platform = self.platform.get_or_insert_with(|| ScopeState::new(windows, &self.slack, t));
+        platform.apply(windows, &deltas, t, t_cohort);
         Fold::Folded
     }
 
-    /// Shops changed since their rules last saw all of their data. A shop stays
-    /// pending until `keep(shop)` returns false for it.
-    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &ShopState) -> bool) {
+    fn category_id(&mut self, name: &str, t: Millis) -> u32 {
+        if let Some(&id) = self.category_ids.get(name) {
+            return id;
+        }
+        let id = self.categories.len() as u32;
+        self.categories.push(name.into());
+        self.category_ids.insert(name.into(), id);
+        self.category_scopes.push(ScopeState::new(&self.cfg.windows, &self.slack, t));
+        id
+    }
+
+    /// Visits every shop changed since its rules last saw all of its data. A
+    /// shop stays pending while `visit` returns true for it.
+    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, &ShopState) -> bool) {
         let mut i = 0;
         while i < self.pending.len() {
             let key = &self.pending[i];
             let keep = match self.shops.get_mut(key) {
                 Some(shop) => {
-                    let keep = visit(key, shop);
+                    let category = self.categories.get(shop.category as usize).map_or("", |c| c);
+                    let keep = visit(key, category, shop);
                     if !keep {
                         shop.pending_until = None;
                     }
@@ -218,20 +359,12 @@ impl Engine {
         shop.pending_until
     }
 
-    /// Drops shops whose windows are all empty as of the watermark.
+    /// Drops shops whose windows are all empty as of the watermark; returns how many.
     pub fn evict_idle(&mut self) -> usize {
-        let Some(wm) = self.watermark.current() else {
-            return 0;
-        };
+        let Some(wm) = self.watermark.current() else { return 0 };
         let windows = &self.cfg.windows;
         let before = self.shops.len();
-        self.shops.retain(|_, shop| {
-            shop.pending_until.is_some()
-                || shop.rings.iter_mut().zip(windows).any(|(ring, w)| {
-                    ring.advance_to(bucket_of(wm, w.step_ms));
-                    !ring.is_empty()
-                })
-        });
+        self.shops.retain(|_, shop| shop.pending_until.is_some() || !shop.scope.advance_and_check_empty(windows, wm));
         before - self.shops.len()
     }
 }

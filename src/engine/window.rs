@@ -1,19 +1,28 @@
-//! Sliding windows as rings of time buckets with a running total.
+//! Sliding windows as rings of time buckets, stored sparsely.
 //!
-//! A window of `len` buckets of `step` ms slides by one bucket. The ring keeps
-//! `len + slack` buckets so that it can still be read as of a watermark that
-//! trails the newest event by up to `slack` buckets (the allowed lateness).
-//! `total` always holds the sum of the `len` buckets ending at `head`, so
-//! reading the window at `head` is O(1) and reading it up to `slack` buckets
-//! earlier or later is O(slack).
+//! A window of `len` buckets of `step` ms slides by one bucket; the ring holds
+//! `cap = len + slack` buckets so it can still be read at a watermark that
+//! trails its newest bucket by up to `slack` buckets. Only non-zero
+//! (bucket, counter) pairs are stored, as 16-byte cells sorted by bucket: most
+//! shops see a handful of events, and a dense ring of every counter for every
+//! bucket would cost kilobytes per shop per window.
+//!
+//! Once a ring holds more than [`HOT_CELLS`] cells (a busy shop, a category,
+//! the platform) it also keeps running totals of the window at its head and an
+//! index of the head bucket's cells, so adding at the head is O(1) and reading
+//! the window is O(cells in the few buckets between head and the read point)
+//! instead of O(cells).
 
-use super::Counts;
+use super::counts::{Counts, NF};
 
 /// Bucket index of a time: `floor(t / step)`.
 #[inline]
 pub fn bucket_of(t_ms: i64, step_ms: i64) -> i64 {
     t_ms.div_euclid(step_ms)
 }
+
+/// Cells above which a ring keeps running totals.
+pub const HOT_CELLS: usize = 48;
 
 /// Outcome of adding to a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,45 +32,59 @@ pub enum Add {
     TooOld,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cell {
+    value: u64,
+    bucket: u32,
+    field: u8,
+}
+
+#[derive(Clone, Debug)]
+struct Hot {
+    /// Sum of the cells in buckets `head - len + 1 ..= head`.
+    totals: Counts,
+    /// Index in `cells` of each counter's cell in the head bucket, or `u32::MAX`.
+    head_slots: [u32; NF],
+}
+
 #[derive(Clone, Debug)]
 pub struct Ring {
-    /// Newest bucket index held; buckets `head - cap + 1 ..= head` are held.
     head: i64,
-    len: usize,
-    buckets: Box<[Counts]>,
-    total: Counts,
+    len: u32,
+    cap: u32,
+    cells: Vec<Cell>,
+    hot: Option<Box<Hot>>,
 }
 
 impl Ring {
     /// A ring for a window of `len` buckets, readable `slack` buckets behind its head.
     pub fn new(len: usize, slack: usize, start_bucket: i64) -> Ring {
         debug_assert!(len > 0);
-        Ring {
-            head: start_bucket,
-            len,
-            buckets: vec![Counts::default(); len + slack].into_boxed_slice(),
-            total: Counts::default(),
-        }
-    }
-
-    fn cap(&self) -> i64 {
-        self.buckets.len() as i64
-    }
-
-    fn slot(&self, bucket: i64) -> usize {
-        bucket.rem_euclid(self.cap()) as usize
-    }
-
-    /// The counts of one bucket, zero when it is not held.
-    pub fn bucket(&self, bucket: i64) -> Counts {
-        if bucket > self.head || bucket <= self.head - self.cap() {
-            return Counts::default();
-        }
-        self.buckets[self.slot(bucket)]
+        Ring { head: start_bucket, len: len as u32, cap: (len + slack) as u32, cells: Vec::new(), hot: None }
     }
 
     pub fn head(&self) -> i64 {
         self.head
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Heap bytes held by this ring.
+    pub fn heap_bytes(&self) -> usize {
+        self.cells.capacity() * std::mem::size_of::<Cell>()
+            + self.hot.as_ref().map_or(0, |_| std::mem::size_of::<Hot>())
+    }
+
+    /// Index range of the cells with bucket in `lo..=hi`.
+    fn range(&self, lo: i64, hi: i64) -> std::ops::Range<usize> {
+        if hi < lo {
+            return 0..0;
+        }
+        let a = self.cells.partition_point(|c| (c.bucket as i64) < lo);
+        let b = self.cells.partition_point(|c| (c.bucket as i64) <= hi);
+        a..b.max(a)
     }
 
     /// Moves the head forward to `bucket`, expiring what falls out.
@@ -70,67 +93,141 @@ impl Ring {
             return;
         }
         let len = self.len as i64;
-        if bucket - self.head >= self.cap() {
-            self.buckets.iter_mut().for_each(|b| *b = Counts::default());
-            self.total = Counts::default();
-            self.head = bucket;
-            return;
+        let old = self.head;
+        if let Some(hot) = &mut self.hot {
+            // Buckets old-len+1 ..= bucket-len leave the window.
+            let r = {
+                let lo = old - len + 1;
+                let hi = (bucket - len).min(old);
+                let a = self.cells.partition_point(|c| (c.bucket as i64) < lo);
+                let b = self.cells.partition_point(|c| (c.bucket as i64) <= hi);
+                a..b.max(a)
+            };
+            for c in &self.cells[r] {
+                hot.totals.sub_at(c.field as usize, c.value);
+            }
+            hot.head_slots = [u32::MAX; NF];
         }
-        for h in self.head + 1..=bucket {
-            // Bucket h - len leaves the window; bucket h - cap leaves the ring
-            // and its slot is reused for h.
-            let leaving = self.bucket(h - len);
-            self.total.sub(&leaving);
-            let slot = self.slot(h);
-            self.buckets[slot] = Counts::default();
-            self.head = h;
+        self.head = bucket;
+        let keep_from = bucket - self.cap as i64 + 1;
+        let expired = self.cells.partition_point(|c| (c.bucket as i64) < keep_from);
+        if expired > 0 {
+            self.cells.drain(..expired);
+        }
+        if self.hot.is_some() && self.cells.len() <= HOT_CELLS / 2 {
+            self.hot = None;
+        }
+        if self.cells.is_empty() && self.cells.capacity() > 0 {
+            self.cells = Vec::new();
         }
     }
 
-    /// Adds `c` at `bucket`, advancing the head when the bucket is newer.
-    pub fn add(&mut self, bucket: i64, c: &Counts) -> Add {
+    /// Adds `value` to counter `field` in `bucket`.
+    pub fn add(&mut self, bucket: i64, field: u8, value: u64) -> Add {
         if bucket > self.head {
             self.advance_to(bucket);
         }
-        if bucket <= self.head - self.cap() {
+        if bucket <= self.head - self.cap as i64 {
             return Add::TooOld;
         }
-        let slot = self.slot(bucket);
-        self.buckets[slot].add(c);
-        if bucket > self.head - self.len as i64 {
-            self.total.add(c);
+        let f = field as usize;
+        if bucket == self.head {
+            if let Some(hot) = &mut self.hot {
+                hot.totals.add_at(f, value);
+                let slot = hot.head_slots[f];
+                if slot != u32::MAX {
+                    self.cells[slot as usize].value += value;
+                } else {
+                    hot.head_slots[f] = self.cells.len() as u32;
+                    self.cells.push(Cell { value, bucket: bucket as u32, field });
+                }
+                return Add::Added;
+            }
+        }
+        // Cells are sorted by bucket: find the end of `bucket`'s run.
+        let mut end = self.cells.len();
+        while end > 0 && self.cells[end - 1].bucket as i64 > bucket {
+            end -= 1;
+        }
+        let mut i = end;
+        let mut found = false;
+        while i > 0 && self.cells[i - 1].bucket as i64 == bucket {
+            i -= 1;
+            if self.cells[i].field == field {
+                self.cells[i].value += value;
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            self.cells.insert(end, Cell { value, bucket: bucket as u32, field });
+        }
+        match &mut self.hot {
+            Some(hot) => {
+                if bucket > self.head - self.len as i64 {
+                    hot.totals.add_at(f, value);
+                }
+                if !found && end < self.cells.len() - 1 {
+                    // Inserted before the head bucket's cells: their indices moved.
+                    for s in hot.head_slots.iter_mut().filter(|s| **s != u32::MAX && **s as usize >= end) {
+                        *s += 1;
+                    }
+                }
+            }
+            None if self.cells.len() > HOT_CELLS => self.heat(),
+            None => {}
         }
         Add::Added
     }
 
-    /// The window's counts over the `len` buckets ending at `end` (inclusive).
-    ///
-    /// Exact when `end >= head - slack`; earlier ends miss buckets that have
-    /// left the ring.
-    pub fn read(&self, end: i64) -> Counts {
-        let len = self.len as i64;
-        let mut c = self.total;
-        if end >= self.head {
-            // Buckets head-len+1 ..= end-len have slid out since head.
-            let upto = (end - len).min(self.head);
-            for b in self.head - len + 1..=upto {
-                c.sub(&self.bucket(b));
+    /// Builds the running totals and head index.
+    fn heat(&mut self) {
+        let mut hot = Box::new(Hot { totals: Counts::default(), head_slots: [u32::MAX; NF] });
+        let lo = self.head - self.len as i64 + 1;
+        for (i, c) in self.cells.iter().enumerate() {
+            if c.bucket as i64 >= lo {
+                hot.totals.add_at(c.field as usize, c.value);
             }
-        } else {
-            // Remove buckets after `end`, add back those before head's window.
-            for b in (end + 1).max(self.head - len + 1)..=self.head {
-                c.sub(&self.bucket(b));
-            }
-            for b in (end - len + 1).max(self.head - self.cap() + 1)..=(self.head - len).min(end) {
-                c.add(&self.bucket(b));
+            if c.bucket as i64 == self.head {
+                hot.head_slots[c.field as usize] = i as u32;
             }
         }
-        c
+        self.hot = Some(hot);
     }
 
-    /// True when no bucket in the ring holds anything.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(Counts::is_zero)
+    /// Adds the window's counts over the `len` buckets ending at `end`
+    /// (inclusive) into `out`. Exact when `end >= head - slack`.
+    pub fn read_into(&self, end: i64, out: &mut Counts) {
+        let len = self.len as i64;
+        match &self.hot {
+            None => {
+                for c in &self.cells[self.range(end - len + 1, end)] {
+                    out.add_at(c.field as usize, c.value);
+                }
+            }
+            Some(hot) => {
+                out.add(&hot.totals);
+                if end >= self.head {
+                    for c in &self.cells[self.range(self.head - len + 1, (end - len).min(self.head))] {
+                        out.sub_at(c.field as usize, c.value);
+                    }
+                } else {
+                    for c in &self.cells[self.range((end + 1).max(self.head - len + 1), self.head)] {
+                        out.sub_at(c.field as usize, c.value);
+                    }
+                    for c in &self.cells[self.range(end - len + 1, (self.head - len).min(end))] {
+                        out.add_at(c.field as usize, c.value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The window's counts over the `len` buckets ending at `end` (inclusive).
+    pub fn read(&self, end: i64) -> Counts {
+        let mut c = Counts::default();
+        self.read_into(end, &mut c);
+        c
     }
 }
 
@@ -139,29 +236,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn one() -> Counts {
-        Counts { orders_paid: 1, refunds_requested: 0 }
-    }
-
-    // Reference: sum of everything added at buckets in (end-len, end] that
-    // the ring still holds.
+    // Against a reference: the sum of everything added at buckets in
+    // (end-len, end] that the ring still holds, for every readable end.
     proptest! {
         #[test]
-        fn matches_reference(adds in proptest::collection::vec(0i64..60, 1..200), len in 1usize..8, slack in 0usize..4) {
+        fn matches_reference(
+            adds in proptest::collection::vec((0i64..80, 0u8..6, 1u64..4), 1..300),
+            len in 1usize..8,
+            slack in 0usize..4,
+        ) {
             let mut ring = Ring::new(len, slack, 0);
-            let mut kept: Vec<i64> = Vec::new();
+            let mut kept: Vec<(i64, u8, u64)> = Vec::new();
             let mut head = 0i64;
-            for b in adds {
+            let cap = (len + slack) as i64;
+            for (b, f, v) in adds {
                 head = head.max(b);
-                if ring.add(b, &one()) == Add::Added {
-                    kept.push(b);
+                if ring.add(b, f, v) == Add::Added {
+                    kept.push((b, f, v));
                 } else {
-                    prop_assert!(b <= head - (len + slack) as i64);
+                    prop_assert!(b <= head - cap);
                 }
                 for end in (head - slack as i64)..=(head + len as i64 + 1) {
-                    let expect = kept.iter().filter(|&&k| k <= end && k > end - len as i64
-                        && k > head - (len + slack) as i64).count() as u32;
-                    prop_assert_eq!(ring.read(end).orders_paid, expect, "end {} head {}", end, head);
+                    let got = ring.read(end);
+                    for field in 0u8..6 {
+                        let expect: u64 = kept.iter()
+                            .filter(|(k, kf, _)| *kf == field && *k <= end && *k > end - len as i64 && *k > head - cap)
+                            .map(|(_, _, v)| v)
+                            .sum();
+                        prop_assert_eq!(got.0[field as usize], expect, "end {} head {} field {}", end, head, field);
+                    }
                 }
             }
         }
@@ -170,12 +273,31 @@ mod tests {
     #[test]
     fn expires_and_empties() {
         let mut ring = Ring::new(3, 1, 0);
-        ring.add(0, &one());
-        ring.add(1, &one());
-        assert_eq!(ring.read(1).orders_paid, 2);
-        assert_eq!(ring.read(3).orders_paid, 1);
-        assert_eq!(ring.read(4).orders_paid, 0);
+        ring.add(0, 1, 1);
+        ring.add(1, 1, 1);
+        assert_eq!(ring.read(1).0[1], 2);
+        assert_eq!(ring.read(3).0[1], 1);
+        assert_eq!(ring.read(4).0[1], 0);
         ring.advance_to(10);
         assert!(ring.is_empty());
+        assert_eq!(ring.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn hot_ring_agrees_with_cold_sums() {
+        let mut ring = Ring::new(5, 2, 0);
+        for i in 0..400u64 {
+            ring.add((i / 20) as i64, (i % 7) as u8, 1);
+            // A late cell now and then.
+            if i % 13 == 0 && i >= 20 {
+                ring.add((i / 20) as i64 - 1, 3, 2);
+            }
+        }
+        assert!(ring.hot.is_some());
+        let mut cold = ring.clone();
+        cold.hot = None;
+        for end in ring.head() - 2..ring.head() + 7 {
+            assert_eq!(ring.read(end), cold.read(end), "end {end}");
+        }
     }
 }

@@ -56,9 +56,9 @@ pub struct Alert {
     pub category: String,
     pub metric: &'static str,
     pub window: String,
-    /// Refunds requested in the window (the rate's numerator).
+    /// The rate's numerator in the window (e.g. refunds requested).
     pub numerator: u64,
-    /// Orders paid in the window (the rate's denominator).
+    /// The rate's denominator in the window (e.g. orders paid).
     pub denominator: u64,
     pub rate: f64,
     pub wilson_lower_bound: f64,

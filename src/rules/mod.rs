@@ -10,36 +10,16 @@
 //! firing (rule, shop) pairs are kept in memory.
 
 pub mod alert;
+pub mod metric;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 
 pub use alert::{fingerprint, Alert, AlertStatus, Severity};
+pub use metric::Metric;
 
 use crate::engine::Counts;
 use crate::event::Millis;
-
-/// The rate a rule watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    /// Refunds requested / orders paid.
-    RefundRate,
-}
-
-impl Metric {
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::RefundRate => "refund_rate",
-        }
-    }
-
-    /// (numerator, denominator) of the metric in `c`.
-    pub fn ratio(self, c: &Counts) -> (u64, u64) {
-        match self {
-            Metric::RefundRate => (u64::from(c.refunds_requested), u64::from(c.orders_paid)),
-        }
-    }
-}
 
 /// A rate rule, resolved against the engine's windows.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +140,7 @@ impl RuleSet {
             "summary".to_string(),
             format!("{metric} of shop {shop_id} is {:.1}% over the last {}", e.rate * 100.0, rule.window_name),
         );
+        annotations.insert("metric_definition".to_string(), rule.metric.description().to_string());
         annotations.insert(
             "description".to_string(),
             format!(
@@ -218,8 +199,11 @@ mod tests {
         }
     }
 
-    fn counts(orders: u32, refunds: u32) -> Counts {
-        Counts { orders_paid: orders, refunds_requested: refunds }
+    fn counts(orders: u64, refunds: u64) -> Counts {
+        let mut c = Counts::default();
+        c.add_at(crate::engine::Field::OrdersPaid as usize, orders);
+        c.add_at(crate::engine::Field::RefundsRequested as usize, refunds);
+        c
     }
 
     #[test]
