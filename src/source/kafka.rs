@@ -372,10 +372,23 @@ impl Worker<'_> {
             Ok(event) => {
                 let fold = self.pipeline.ingest(source, &event, self.proc_now());
                 counters.inc(event.kind(), fold);
-                if fold == Fold::Late {
-                    let why =
-                        format!("event_time {} is older than the watermark minus the longest window", event.event_time);
-                    self.dead_letter(msg, "late_event", &why);
+                match fold {
+                    Fold::Late => {
+                        let why = format!(
+                            "event_time {} is older than the watermark minus the longest window",
+                            event.event_time
+                        );
+                        self.dead_letter(msg, "late_event", &why);
+                    }
+                    Fold::Future => {
+                        let why = format!(
+                            "event_time {} is further ahead of the newest event than engine.max_future",
+                            event.event_time
+                        );
+                        self.dead_letter(msg, "future_event", &why);
+                    }
+                    // Retries by producers: counted, not dead-lettered.
+                    Fold::Duplicate | Fold::Folded | Fold::Ignored => {}
                 }
                 if let Some(ts) = msg.timestamp().to_millis() {
                     let now = std::time::SystemTime::now()
