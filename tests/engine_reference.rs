@@ -1,0 +1,323 @@
+//! The window engine against a naive reference model: random streams with
+//! out-of-order, late, future, duplicate and cohort-attributed events are
+//! folded into the engine, and every counter of every window of every shop,
+//! category and the platform is compared with a recomputation from the raw
+//! list of accepted events, at every end bucket the engine can read exactly.
+
+use std::collections::{HashMap, HashSet};
+
+use peakguard::engine::counts::{completion_bin, hist_field};
+use peakguard::engine::window::bucket_of;
+use peakguard::engine::{Counts, Engine, EngineConfig, Field, Fold, SourceId, WindowSpec, NF};
+use peakguard::event::*;
+use proptest::prelude::*;
+
+const T0: Millis = 1_794_326_400_000;
+const MIN: Millis = 60_000;
+const LATENESS: Millis = 5 * MIN;
+const MAX_FUTURE: Millis = 6 * 60 * MIN;
+
+fn config() -> EngineConfig {
+    let w = |name: &str, size: Millis, step: Millis| WindowSpec { name: name.into(), size_ms: size, step_ms: step };
+    EngineConfig {
+        windows: vec![w("10m", 10 * MIN, MIN), w("2h", 120 * MIN, 20 * MIN), w("1d", 1440 * MIN, 240 * MIN)],
+        allowed_lateness_ms: LATENESS,
+        idle_timeout_ms: i64::MAX / 4,
+        max_future_ms: MAX_FUTURE,
+        dedup_horizon_ms: 100 * 1440 * MIN,
+        dedup_capacity: 1_000_000,
+    }
+}
+
+const SHOPS: [(&str, &str); 4] = [("s0", "apparel"), ("s1", "apparel"), ("s2", "toys"), ("s3", "toys")];
+
+/// One generated event: (shop, body selector, clock step, backwards jitter,
+/// cohort lag, duplicate-of selector).
+#[derive(Clone, Debug)]
+struct Gen {
+    shop: usize,
+    kind: u8,
+    step: i64,
+    jitter: i64,
+    lag: i64,
+    dup: Option<prop::sample::Index>,
+}
+
+fn gen() -> impl Strategy<Value = Gen> {
+    (
+        0usize..4,
+        0u8..16,
+        prop_oneof![4 => 0i64..3 * MIN, 1 => 0i64..6 * 60 * MIN],
+        prop_oneof![6 => Just(0i64), 3 => 0i64..20 * MIN, 1 => 0i64..3 * 1440 * MIN],
+        0i64..3 * 1440 * MIN,
+        prop::option::weighted(0.1, any::<prop::sample::Index>()),
+    )
+        .prop_map(|(shop, kind, step, jitter, lag, dup)| Gen { shop, kind, step, jitter, lag, dup })
+}
+
+fn make(g: &Gen, n: usize, t: Millis) -> Event {
+    let money = Money::new(1_000 + n as i64, "CNY").unwrap();
+    let paid = t - g.lag;
+    let reason = Reason::ALL[n % Reason::ALL.len()];
+    let body = match g.kind {
+        0 => EventBody::Order { step: OrderStep::Created, cancelled_by: None, money },
+        1 | 2 => EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money },
+        3 => EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Seller), money },
+        4 => EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Buyer), money },
+        5 => EventBody::Shipment { step: ShipmentStep::Dispatched, promised_by: Some(t - 30 * MIN + (n as i64 % 3) * 30 * MIN) },
+        6 => EventBody::Shipment { step: ShipmentStep::Delivered, promised_by: None },
+        7 => EventBody::Return { step: ReturnStep::Requested, reason, order_paid_at: paid },
+        8 | 9 => EventBody::Refund {
+            step: RefundStep::Requested,
+            refund_type: RefundType::RefundOnly,
+            stage: RefundStage::PreShipment,
+            reason,
+            money,
+            order_paid_at: paid,
+            requested_at: None,
+        },
+        10 => EventBody::Refund {
+            step: RefundStep::Completed,
+            refund_type: if n % 2 == 0 { RefundType::RefundOnly } else { RefundType::ReturnAndRefund },
+            stage: RefundStage::AfterDelivery,
+            reason,
+            money,
+            order_paid_at: paid,
+            requested_at: Some(t - (n as i64 % 50) * 7 * MIN),
+        },
+        11 => EventBody::Dispute { step: DisputeStep::Opened, reason, money, order_paid_at: paid },
+        12 => EventBody::Dispute { step: DisputeStep::RuledForBuyer, reason, money, order_paid_at: paid },
+        13 => EventBody::Chargeback {
+            step: ChargebackStep::Received,
+            category: if n % 2 == 0 { ChargebackCategory::Fraud } else { ChargebackCategory::Service },
+            reason,
+            money,
+            order_paid_at: paid,
+        },
+        14 => EventBody::Shipment { step: ShipmentStep::InTransit, promised_by: None },
+        _ => EventBody::Dispute { step: DisputeStep::RuledForSeller, reason, money, order_paid_at: paid },
+    };
+    let (shop, category) = SHOPS[g.shop];
+    Event {
+        event_id: format!("e{n}"),
+        shop_id: shop.into(),
+        order_id: format!("o{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: category.into(),
+        body,
+    }
+}
+
+/// The reference's own reading of DOMAIN.md: (field index, value, credited time).
+fn contributions(e: &Event) -> Vec<(usize, u64, Millis)> {
+    let t = e.event_time;
+    let mut v = Vec::new();
+    fn both(v: &mut Vec<(usize, u64, Millis)>, t: Millis, act: Field, cohort: Field, paid: Millis) {
+        v.push((act as usize, 1, t));
+        v.push((cohort as usize, 1, paid.min(t)));
+    }
+    match &e.body {
+        EventBody::Order { step: OrderStep::Created, .. } => v.push((Field::OrdersCreated as usize, 1, t)),
+        EventBody::Order { step: OrderStep::Paid, .. } => v.push((Field::OrdersPaid as usize, 1, t)),
+        EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Seller), .. } => {
+            v.push((Field::SellerCancels as usize, 1, t))
+        }
+        EventBody::Shipment { step: ShipmentStep::Dispatched, promised_by } => {
+            v.push((Field::Dispatched as usize, 1, t));
+            if promised_by.is_some_and(|p| t > p) {
+                v.push((Field::DispatchedLate as usize, 1, t));
+            }
+        }
+        EventBody::Shipment { step: ShipmentStep::Delivered, .. } => v.push((Field::Delivered as usize, 1, t)),
+        EventBody::Return { step: ReturnStep::Requested, order_paid_at, .. } => {
+            both(&mut v, t, Field::ReturnsRequested, Field::ReturnsRequestedCohort, *order_paid_at)
+        }
+        EventBody::Refund { step: RefundStep::Requested, reason, order_paid_at, .. } => {
+            both(&mut v, t, Field::RefundsRequested, Field::RefundsRequestedCohort, *order_paid_at);
+            if matches!(reason, Reason::NotAsDescribed | Reason::QualityDamaged) {
+                both(&mut v, t, Field::QualityRefunds, Field::QualityRefundsCohort, *order_paid_at);
+            }
+            if *reason == Reason::NotReceived {
+                both(&mut v, t, Field::NotReceivedClaims, Field::NotReceivedClaimsCohort, *order_paid_at);
+            }
+        }
+        EventBody::Refund { step: RefundStep::Completed, money, requested_at, refund_type, .. } => {
+            v.push((Field::RefundsCompleted as usize, 1, t));
+            v.push((Field::RefundAmountMinor as usize, money.amount_minor as u64, t));
+            if let Some(r) = requested_at {
+                v.push((hist_field(*refund_type, completion_bin(t - r)), 1, t));
+            }
+        }
+        EventBody::Dispute { step: DisputeStep::Opened, reason, order_paid_at, .. } => {
+            v.push((Field::DisputesOpened as usize, 1, t));
+            v.push((Field::DefectsCohort as usize, 1, (*order_paid_at).min(t)));
+            if *reason == Reason::NotReceived {
+                both(&mut v, t, Field::NotReceivedClaims, Field::NotReceivedClaimsCohort, *order_paid_at);
+            }
+        }
+        EventBody::Dispute { step: DisputeStep::RuledForBuyer, order_paid_at, .. } => {
+            both(&mut v, t, Field::DisputesForBuyer, Field::DisputesForBuyerCohort, *order_paid_at)
+        }
+        EventBody::Chargeback { step: ChargebackStep::Received, category, order_paid_at, .. } => {
+            v.push((Field::DefectsCohort as usize, 1, (*order_paid_at).min(t)));
+            match category {
+                ChargebackCategory::Fraud => both(&mut v, t, Field::ChargebacksFraud, Field::ChargebacksFraudCohort, *order_paid_at),
+                _ => both(&mut v, t, Field::ChargebacksService, Field::ChargebacksServiceCohort, *order_paid_at),
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+struct Reference {
+    accepted: Vec<Event>,
+    rejected: HashMap<&'static str, u64>,
+}
+
+/// Acceptance as specified: future (vs newest seen) -> late (vs the watermark
+/// at the last tick minus the longest window) -> duplicate (id seen before).
+fn reference(stream: &[(Event, bool)]) -> Reference {
+    let retention = 1440 * MIN;
+    let (mut max_seen, mut wm): (Option<Millis>, Option<Millis>) = (None, None);
+    let mut ids = HashSet::new();
+    let mut r = Reference { accepted: Vec::new(), rejected: HashMap::new() };
+    for (e, tick_after) in stream {
+        let t = e.event_time;
+        if max_seen.is_some_and(|m| t > m + MAX_FUTURE) {
+            *r.rejected.entry("future").or_default() += 1;
+        } else {
+            max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
+            if wm.is_some_and(|w| t < w - retention) {
+                *r.rejected.entry("late").or_default() += 1;
+            } else if !ids.insert(e.event_id.clone()) {
+                *r.rejected.entry("duplicate").or_default() += 1;
+            } else {
+                r.accepted.push(e.clone());
+            }
+        }
+        if *tick_after {
+            if let Some(m) = max_seen {
+                wm = Some(wm.map_or(m - LATENESS, |w| w.max(m - LATENESS)));
+            }
+        }
+    }
+    r
+}
+
+fn check_scope(
+    engine_read: impl Fn(usize, i64) -> Counts,
+    events: &[&Event],
+    windows: &[WindowSpec],
+    slack: impl Fn(usize) -> usize,
+    what: &str,
+) -> Result<(), TestCaseError> {
+    let with_deltas: Vec<&&Event> = events.iter().filter(|e| !contributions(e).is_empty()).collect();
+    if with_deltas.is_empty() {
+        return Ok(());
+    }
+    for (w, spec) in windows.iter().enumerate() {
+        let head = with_deltas.iter().map(|e| bucket_of(e.event_time, spec.step_ms)).max().unwrap();
+        let len = spec.buckets() as i64;
+        for end in head - slack(w) as i64..=head + len {
+            let mut expect = [0u64; NF];
+            for e in events {
+                for (f, v, at) in contributions(e) {
+                    let b = bucket_of(at, spec.step_ms);
+                    if b <= end && b > end - len {
+                        expect[f] += v;
+                    }
+                }
+            }
+            let got = engine_read(w, end);
+            prop_assert_eq!(&got.0[..], &expect[..], "{} window {} end {} (head {})", what, spec.name, end, head);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn engine_matches_reference(gens in proptest::collection::vec(gen(), 1..250), ticks in proptest::collection::vec(any::<bool>(), 250)) {
+        // Build the stream: a clock that moves forward, events jittered back
+        // from it, and some exact repeats of earlier events.
+        let mut clock = T0;
+        let mut stream: Vec<(Event, bool)> = Vec::new();
+        for (n, g) in gens.iter().enumerate() {
+            clock += g.step;
+            let e = match (&g.dup, stream.is_empty()) {
+                (Some(i), false) => stream[i.index(stream.len())].0.clone(),
+                _ => make(g, n, clock - g.jitter),
+            };
+            stream.push((e, ticks[n]));
+        }
+        // A far-future event now and then exercises the future check.
+        if gens.len() > 10 {
+            let mut e = stream[5].0.clone();
+            e.event_id = "far-future".into();
+            e.event_time = clock + 2 * MAX_FUTURE;
+            stream.insert(6, (e, false));
+        }
+
+        let cfg = config();
+        let windows = cfg.windows.clone();
+        let mut engine = Engine::new(cfg);
+        let src = SourceId(0);
+        engine.watermark_mut().assign(src, 0);
+        let mut counted: HashMap<&'static str, u64> = HashMap::new();
+        for (e, tick_after) in &stream {
+            let fold = engine.fold(src, e, 0);
+            *counted.entry(fold.label()).or_default() += 1;
+            if *tick_after {
+                engine.update_watermark(0);
+            }
+        }
+        let r = reference(&stream);
+        for label in ["late", "duplicate", "future"] {
+            prop_assert_eq!(counted.get(label).copied().unwrap_or(0), r.rejected.get(label).copied().unwrap_or(0), "{}", label);
+        }
+        prop_assert_eq!(
+            counted.get("folded").copied().unwrap_or(0) + counted.get("ignored").copied().unwrap_or(0),
+            r.accepted.len() as u64
+        );
+
+        for (shop, category) in SHOPS {
+            let events: Vec<&Event> = r.accepted.iter().filter(|e| e.shop_id == shop).collect();
+            if let Some(state) = engine.shop(shop) {
+                prop_assert_eq!(engine.category_name(state.category_id()), category);
+                check_scope(|w, end| state.read(w, end), &events, &windows, |w| engine.slack(w), shop)?;
+            } else {
+                prop_assert!(events.iter().all(|e| contributions(e).is_empty()), "{} missing", shop);
+            }
+        }
+        for category in ["apparel", "toys"] {
+            let events: Vec<&Event> = r.accepted.iter().filter(|e| e.category == category).collect();
+            if let Some(scope) = engine.category(category) {
+                check_scope(|w, end| scope.read(w, end), &events, &windows, |w| engine.slack(w), category)?;
+            }
+        }
+        let all: Vec<&Event> = r.accepted.iter().collect();
+        if let Some(platform) = engine.platform() {
+            check_scope(|w, end| platform.read(w, end), &all, &windows, |w| engine.slack(w), "platform")?;
+        }
+    }
+}
+
+#[test]
+fn idle_shops_are_evicted_once_their_windows_drain() {
+    let mut engine = Engine::new(EngineConfig { max_future_ms: 7 * 1440 * MIN, ..config() });
+    let src = SourceId(0);
+    engine.watermark_mut().assign(src, 0);
+    let g = Gen { shop: 0, kind: 1, step: 0, jitter: 0, lag: 0, dup: None };
+    assert_eq!(engine.fold(src, &make(&g, 0, T0), 0), Fold::Folded);
+    let later = Gen { shop: 2, ..g.clone() };
+    assert_eq!(engine.fold(src, &make(&later, 1, T0 + 2 * 1440 * MIN), 0), Fold::Folded);
+    engine.update_watermark(0);
+    // Both shops are pending until their rules have seen them.
+    engine.drain_pending(|_, _, _| false);
+    assert_eq!(engine.evict_idle(), 1, "s0's day-old windows are empty now");
+    assert!(engine.shop("s0").is_none() && engine.shop("s2").is_some());
+}
