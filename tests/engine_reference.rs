@@ -64,7 +64,10 @@ fn make(g: &Gen, n: usize, t: Millis) -> Event {
         1 | 2 => EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money },
         3 => EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Seller), money },
         4 => EventBody::Order { step: OrderStep::Cancelled, cancelled_by: Some(CancelledBy::Buyer), money },
-        5 => EventBody::Shipment { step: ShipmentStep::Dispatched, promised_by: Some(t - 30 * MIN + (n as i64 % 3) * 30 * MIN) },
+        5 => EventBody::Shipment {
+            step: ShipmentStep::Dispatched,
+            promised_by: Some(t - 30 * MIN + (n as i64 % 3) * 30 * MIN),
+        },
         6 => EventBody::Shipment { step: ShipmentStep::Delivered, promised_by: None },
         7 => EventBody::Return { step: ReturnStep::Requested, reason, order_paid_at: paid },
         8 | 9 => EventBody::Refund {
@@ -162,7 +165,9 @@ fn contributions(e: &Event) -> Vec<(usize, u64, Millis)> {
         EventBody::Chargeback { step: ChargebackStep::Received, category, order_paid_at, .. } => {
             v.push((Field::DefectsCohort as usize, 1, (*order_paid_at).min(t)));
             match category {
-                ChargebackCategory::Fraud => both(&mut v, t, Field::ChargebacksFraud, Field::ChargebacksFraudCohort, *order_paid_at),
+                ChargebackCategory::Fraud => {
+                    both(&mut v, t, Field::ChargebacksFraud, Field::ChargebacksFraudCohort, *order_paid_at)
+                }
                 _ => both(&mut v, t, Field::ChargebacksService, Field::ChargebacksServiceCohort, *order_paid_at),
             }
         }

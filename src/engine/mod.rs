@@ -83,9 +83,9 @@ impl ScopeState {
         ScopeState { rings }
     }
 
-    fn apply(&mut self, windows: &[WindowSpec], deltas: &Deltas, t_act: Millis, t_cohort: Millis) {
-        for (ring, w) in self.rings.iter_mut().zip(windows) {
-            let (b_act, b_cohort) = (bucket_of(t_act, w.step_ms), bucket_of(t_cohort, w.step_ms));
+    /// Adds `deltas` at the (activity, cohort) bucket of each window.
+    fn apply(&mut self, deltas: &Deltas, buckets: &[(i64, i64)]) {
+        for (ring, &(b_act, b_cohort)) in self.rings.iter_mut().zip(buckets) {
             for d in deltas.iter() {
                 let b = if d.basis == Basis::Activity { b_act } else { b_cohort };
                 // A window that has dropped this bucket does not count it; longer ones still do.
@@ -172,8 +172,41 @@ impl Fold {
     }
 }
 
+/// Remembers the last bucket computed for a window, so that in-order events
+/// (nearly all) cost two comparisons instead of a 64-bit division.
+#[derive(Clone, Copy, Debug)]
+struct BucketCache {
+    step: i64,
+    lo: i64,
+    hi: i64,
+    index: i64,
+}
+
+impl BucketCache {
+    fn new(step: i64) -> Self {
+        BucketCache { step, lo: 0, hi: 0, index: 0 }
+    }
+
+    #[inline]
+    fn bucket(&mut self, t: Millis) -> i64 {
+        if t >= self.lo && t < self.hi {
+            return self.index;
+        }
+        let b = bucket_of(t, self.step);
+        if b >= self.index {
+            // Only move forward: a late event must not evict the current bucket.
+            self.index = b;
+            self.lo = b * self.step;
+            self.hi = self.lo + self.step;
+        }
+        b
+    }
+}
+
 pub struct Engine {
     cfg: EngineConfig,
+    bucket_cache: Vec<BucketCache>,
+    buckets: Vec<(i64, i64)>,
     slack: Vec<usize>,
     retention_ms: i64,
     shops: FxHashMap<Box<str>, ShopState>,
@@ -195,8 +228,12 @@ impl Engine {
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
         let dedup = Dedup::new(cfg.dedup_horizon_ms, cfg.dedup_capacity);
+        let bucket_cache = cfg.windows.iter().map(|w| BucketCache::new(w.step_ms)).collect();
+        let buckets = vec![(0, 0); cfg.windows.len()];
         Engine {
             cfg,
+            bucket_cache,
+            buckets,
             slack,
             retention_ms,
             shops: FxHashMap::default(),
@@ -297,6 +334,11 @@ impl Engine {
             return Fold::Ignored;
         }
         let t_cohort = counts::cohort_time(event);
+        for (cache, out) in self.bucket_cache.iter_mut().zip(self.buckets.iter_mut()) {
+            let b_act = cache.bucket(t);
+            let b_cohort = if t_cohort == t { b_act } else { bucket_of(t_cohort, cache.step) };
+            *out = (b_act, b_cohort);
+        }
         let category = self.category_id(&event.category, t);
         let windows = &self.cfg.windows;
         let shop = match self.shops.get_mut(event.shop_id.as_str()) {
@@ -307,14 +349,14 @@ impl Engine {
                 self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };
-        shop.scope.apply(windows, &deltas, t, t_cohort);
+        shop.scope.apply(&deltas, &self.buckets);
         if shop.pending_until.is_none() {
             self.pending.push(event.shop_id.as_str().into());
         }
         shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
-        self.category_scopes[category as usize].apply(windows, &deltas, t, t_cohort);
+        self.category_scopes[category as usize].apply(&deltas, &self.buckets);
         let platform = self.platform.get_or_insert_with(|| ScopeState::new(windows, &self.slack, t));
-        platform.apply(windows, &deltas, t, t_cohort);
+        platform.apply(&deltas, &self.buckets);
         Fold::Folded
     }
 

@@ -21,8 +21,13 @@ pub fn bucket_of(t_ms: i64, step_ms: i64) -> i64 {
     t_ms.div_euclid(step_ms)
 }
 
-/// Cells above which a ring keeps running totals.
+/// Cells above which a ring keeps running totals and a head index.
 pub const HOT_CELLS: usize = 48;
+/// A ring also turns hot when one bucket holds more counters than this (a
+/// scan for a counter in it would be long).
+pub const HOT_BUCKET_CELLS: usize = 12;
+/// A hot ring that drains to this many cells goes back to plain cells.
+pub const COLD_CELLS: usize = 8;
 
 /// Outcome of adding to a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +119,7 @@ impl Ring {
         if expired > 0 {
             self.cells.drain(..expired);
         }
-        if self.hot.is_some() && self.cells.len() <= HOT_CELLS / 2 {
+        if self.hot.is_some() && self.cells.len() <= COLD_CELLS {
             self.hot = None;
         }
         if self.cells.is_empty() && self.cells.capacity() > 0 {
@@ -144,14 +149,16 @@ impl Ring {
                 return Add::Added;
             }
         }
-        // Cells are sorted by bucket: find the end of `bucket`'s run.
-        let mut end = self.cells.len();
-        while end > 0 && self.cells[end - 1].bucket as i64 > bucket {
-            end -= 1;
-        }
+        // Cells are sorted by bucket: find the end of `bucket`'s run (the
+        // head bucket is last, so in-order events look at the tail first).
+        let b32 = bucket as u32;
+        let end = match self.cells.last() {
+            Some(c) if c.bucket <= b32 => self.cells.len(),
+            _ => self.cells.partition_point(|c| c.bucket <= b32),
+        };
         let mut i = end;
         let mut found = false;
-        while i > 0 && self.cells[i - 1].bucket as i64 == bucket {
+        while i > 0 && self.cells[i - 1].bucket == b32 {
             i -= 1;
             if self.cells[i].field == field {
                 self.cells[i].value += value;
@@ -159,6 +166,7 @@ impl Ring {
                 break;
             }
         }
+        let scanned = end - i;
         if !found {
             self.cells.insert(end, Cell { value, bucket: bucket as u32, field });
         }
@@ -174,7 +182,7 @@ impl Ring {
                     }
                 }
             }
-            None if self.cells.len() > HOT_CELLS => self.heat(),
+            None if self.cells.len() > HOT_CELLS || scanned > HOT_BUCKET_CELLS => self.heat(),
             None => {}
         }
         Add::Added
