@@ -81,7 +81,7 @@ fn make(g: &Gen, n: usize, t: Millis) -> Event {
         },
         10 => EventBody::Refund {
             step: RefundStep::Completed,
-            refund_type: if n % 2 == 0 { RefundType::RefundOnly } else { RefundType::ReturnAndRefund },
+            refund_type: if n.is_multiple_of(2) { RefundType::RefundOnly } else { RefundType::ReturnAndRefund },
             stage: RefundStage::AfterDelivery,
             reason,
             money,
@@ -92,7 +92,7 @@ fn make(g: &Gen, n: usize, t: Millis) -> Event {
         12 => EventBody::Dispute { step: DisputeStep::RuledForBuyer, reason, money, order_paid_at: paid },
         13 => EventBody::Chargeback {
             step: ChargebackStep::Received,
-            category: if n % 2 == 0 { ChargebackCategory::Fraud } else { ChargebackCategory::Service },
+            category: if n.is_multiple_of(2) { ChargebackCategory::Fraud } else { ChargebackCategory::Service },
             reason,
             money,
             order_paid_at: paid,

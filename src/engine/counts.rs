@@ -175,8 +175,9 @@ impl Counts {
 }
 
 /// Where a delta is credited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Basis {
+    #[default]
     /// The event's own time.
     Activity,
     /// The order's payment time.
@@ -184,7 +185,7 @@ pub enum Basis {
 }
 
 /// One counter increment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
     pub field: u8,
     pub value: u64,
@@ -195,13 +196,13 @@ pub struct Delta {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Deltas {
     len: u8,
-    items: [Option<Delta>; 8],
+    items: [Delta; 8],
 }
 
 impl Deltas {
     fn push(&mut self, field: usize, value: u64, basis: Basis) {
         debug_assert!((self.len as usize) < self.items.len());
-        self.items[self.len as usize] = Some(Delta { field: field as u8, value, basis });
+        self.items[self.len as usize] = Delta { field: field as u8, value, basis };
         self.len += 1;
     }
 
@@ -218,7 +219,7 @@ impl Deltas {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Delta> + '_ {
-        self.items[..self.len as usize].iter().flatten().copied()
+        self.items[..self.len as usize].iter().copied()
     }
 
     /// What `e` contributes. Steps that no metric counts give no deltas.

@@ -10,8 +10,6 @@
 //! watermark advances with processing time so windows drain and alerts can
 //! resolve on a quiet stream.
 
-use std::collections::HashMap;
-
 use crate::event::Millis;
 
 /// A source partition, numbered by the worker that owns it.
@@ -29,7 +27,8 @@ struct PartitionClock {
 pub struct WatermarkTracker {
     lateness_ms: i64,
     idle_timeout_ms: i64,
-    parts: HashMap<SourceId, PartitionClock>,
+    /// Indexed by `SourceId`; `None` for ids not assigned (or revoked).
+    parts: Vec<Option<PartitionClock>>,
     max_seen: Option<Millis>,
     last_event_proc: Millis,
     current: Option<Millis>,
@@ -40,7 +39,7 @@ impl WatermarkTracker {
         WatermarkTracker {
             lateness_ms,
             idle_timeout_ms,
-            parts: HashMap::new(),
+            parts: Vec::new(),
             max_seen: None,
             last_event_proc: 0,
             current: None,
@@ -48,21 +47,27 @@ impl WatermarkTracker {
     }
 
     /// A partition was assigned; it holds the watermark until it reports.
+    fn slot(&mut self, id: SourceId, proc_now: Millis) -> &mut PartitionClock {
+        let i = id.0 as usize;
+        if self.parts.len() <= i {
+            self.parts.resize(i + 1, None);
+        }
+        self.parts[i].get_or_insert(PartitionClock { max_event: None, last_event_proc: proc_now, caught_up: false })
+    }
+
     pub fn assign(&mut self, id: SourceId, proc_now: Millis) {
-        self.parts.entry(id).or_insert(PartitionClock { max_event: None, last_event_proc: proc_now, caught_up: false });
+        self.slot(id, proc_now);
     }
 
     pub fn revoke(&mut self, id: SourceId) {
-        self.parts.remove(&id);
+        if let Some(p) = self.parts.get_mut(id.0 as usize) {
+            *p = None;
+        }
     }
 
     /// An event was read from `id`.
     pub fn observe(&mut self, id: SourceId, event_time: Millis, proc_now: Millis) {
-        let p = self.parts.entry(id).or_insert(PartitionClock {
-            max_event: None,
-            last_event_proc: proc_now,
-            caught_up: false,
-        });
+        let p = self.slot(id, proc_now);
         p.max_event = Some(p.max_event.map_or(event_time, |m| m.max(event_time)));
         p.last_event_proc = proc_now;
         p.caught_up = false;
@@ -72,7 +77,7 @@ impl WatermarkTracker {
 
     /// `id` has no more records for now (end of its log).
     pub fn caught_up(&mut self, id: SourceId) {
-        if let Some(p) = self.parts.get_mut(&id) {
+        if let Some(Some(p)) = self.parts.get_mut(id.0 as usize) {
             p.caught_up = true;
         }
     }
@@ -90,7 +95,7 @@ impl WatermarkTracker {
     pub fn update(&mut self, proc_now: Millis) -> Option<Millis> {
         let mut min_active: Option<Millis> = None;
         let mut any_active = false;
-        for p in self.parts.values() {
+        for p in self.parts.iter().flatten() {
             let idle = proc_now - p.last_event_proc >= self.idle_timeout_ms;
             if p.caught_up || idle {
                 continue;

@@ -128,7 +128,26 @@ impl Ring {
     }
 
     /// Adds `value` to counter `field` in `bucket`.
+    #[inline]
     pub fn add(&mut self, bucket: i64, field: u8, value: u64) -> Add {
+        // Fast path: a busy ring adding to its newest bucket, where the
+        // counter already has a cell.
+        if bucket == self.head {
+            if let Some(hot) = self.hot.as_deref_mut() {
+                let f = field as usize;
+                let slot = hot.head_slots[f];
+                if slot != u32::MAX {
+                    hot.totals.add_at(f, value);
+                    self.cells[slot as usize].value += value;
+                    return Add::Added;
+                }
+            }
+        }
+        self.add_slow(bucket, field, value)
+    }
+
+    #[inline(never)]
+    fn add_slow(&mut self, bucket: i64, field: u8, value: u64) -> Add {
         if bucket > self.head {
             self.advance_to(bucket);
         }

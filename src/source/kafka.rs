@@ -311,15 +311,7 @@ impl Worker<'_> {
                 Change::Assigned(tps) => {
                     info!(partitions = ?tps, "partitions assigned");
                     for (topic, p) in tps {
-                        let id = SourceId(self.next_source);
-                        self.next_source += 1;
-                        let parts = self.sources.entry(topic.clone()).or_default();
-                        if parts.len() <= p as usize {
-                            parts.resize_with(p as usize + 1, || None);
-                        }
-                        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false });
-                        self.pipeline.assign(id, self.proc_now());
-                        self.metrics.partitions.with_label_values(&[&topic]).inc();
+                        self.register(&topic, p);
                     }
                 }
                 Change::Revoked(tps) => {
@@ -337,6 +329,22 @@ impl Worker<'_> {
         }
     }
 
+    /// Starts tracking `topic`/`partition` as a source, unless it already is.
+    fn register(&mut self, topic: &str, p: i32) {
+        let parts = self.sources.entry(topic.to_string()).or_default();
+        if parts.len() <= p as usize {
+            parts.resize_with(p as usize + 1, || None);
+        }
+        if parts[p as usize].is_some() {
+            return;
+        }
+        let id = SourceId(self.next_source);
+        self.next_source += 1;
+        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false });
+        self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
+        self.metrics.partitions.with_label_values(&[topic]).inc();
+    }
+
     fn handle(
         &mut self,
         consumer: &BaseConsumer<RebalanceLog>,
@@ -347,25 +355,20 @@ impl Worker<'_> {
         self.metrics.records.inc();
         let topic = msg.topic();
         let partition = msg.partition();
+        if !matches!(self.sources.get(topic).and_then(|v| v.get(partition as usize)), Some(Some(_))) {
+            // A record from a partition we have not seen assigned yet (the
+            // rebalance callback runs inside poll): apply it, and register
+            // the partition if it is still unknown.
+            self.apply_rebalances(consumer);
+            self.register(topic, partition);
+        }
         let source = match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
             Some(Some(s)) => {
                 s.next_offset = Some(msg.offset() + 1);
                 s.eof = false;
                 s.id
             }
-            // A record from a partition we have not seen assigned yet (the
-            // rebalance callback runs inside poll): register it now.
-            _ => {
-                self.apply_rebalances(consumer);
-                match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
-                    Some(Some(s)) => {
-                        s.next_offset = Some(msg.offset() + 1);
-                        s.eof = false;
-                        s.id
-                    }
-                    _ => SourceId(u32::MAX),
-                }
-            }
+            _ => unreachable!("registered above"),
         };
         let payload = msg.payload().unwrap_or(&[]);
         match codec::decode(self.store, payload) {
