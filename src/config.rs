@@ -123,7 +123,7 @@ pub struct EngineSection {
     /// its first copy. Default: `allowed_lateness`.
     #[serde(default, with = "humantime_serde")]
     pub dedup_horizon: Option<Duration>,
-    /// At most this many event ids are remembered for dedup (about 40 bytes each).
+    /// At most this many event ids are remembered for dedup (about 20 bytes each).
     pub dedup_capacity: usize,
     pub windows: Vec<WindowConfig>,
 }
@@ -361,7 +361,7 @@ impl Config {
                 "engine.dedup_capacity",
                 e.dedup_capacity,
                 "must be between 1 and 100000000",
-                "use e.g. 1000000 (about 40 MB)",
+                "use e.g. 1000000 (about 20 MB)",
             ));
         }
         if e.max_future < Duration::from_secs(1) {

@@ -143,7 +143,7 @@ impl Pipeline {
         let rules = &mut self.rules;
         let track_seen = rules.firing_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
-        self.engine.drain_pending(|shop_id, category, shop| {
+        self.engine.drain_pending(|shop_id, category, shop, newest| {
             for r in 0..rules.rules().len() {
                 let w = rules.rules()[r].window;
                 let Some((from, end)) = spans[w] else {
@@ -160,7 +160,6 @@ impl Pipeline {
                 seen.insert(shop_id.into());
             }
             // Keep the shop pending until every window has evaluated its newest bucket.
-            let newest = Engine::pending_until(shop).unwrap_or(Millis::MIN);
             windows.iter().zip(ends).any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
         });
         // Firing alerts of shops without new events: their windows drain.
@@ -172,7 +171,7 @@ impl Pipeline {
                 continue;
             };
             let shop = self.engine.shop(&shop_id);
-            let category = shop.map(|s| self.engine.category_name(s.category_id()).to_string()).unwrap_or_default();
+            let category = self.engine.shop_category(&shop_id).unwrap_or_default().to_string();
             for k in from..=end {
                 let counts = shop.map(|s| s.read(w, k)).unwrap_or_default();
                 let end_ms = (k + 1) * self.windows[w].step_ms;

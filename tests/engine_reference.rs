@@ -292,7 +292,7 @@ proptest! {
         for (shop, category) in SHOPS {
             let events: Vec<&Event> = r.accepted.iter().filter(|e| e.shop_id == shop).collect();
             if let Some(state) = engine.shop(shop) {
-                prop_assert_eq!(engine.category_name(state.category_id()), category);
+                prop_assert_eq!(engine.shop_category(shop), Some(category));
                 check_scope(|w, end| state.read(w, end), &events, &windows, |w| engine.slack(w), shop)?;
             } else {
                 prop_assert!(events.iter().all(|e| contributions(e).is_empty()), "{} missing", shop);
@@ -322,7 +322,7 @@ fn idle_shops_are_evicted_once_their_windows_drain() {
     assert_eq!(engine.fold(src, &make(&later, 1, T0 + 2 * 1440 * MIN), 0), Fold::Folded);
     engine.update_watermark(0);
     // Both shops are pending until their rules have seen them.
-    engine.drain_pending(|_, _, _| false);
+    engine.drain_pending(|_, _, _, _| false);
     assert_eq!(engine.evict_idle(), 1, "s0's day-old windows are empty now");
     assert!(engine.shop("s0").is_none() && engine.shop("s2").is_some());
 }

@@ -1,17 +1,25 @@
 //! Drops repeated event ids: producers retry, and a retried event must count
 //! once.
 //!
-//! Ids are remembered (as 64-bit hashes) until the watermark passes their event
-//! time by the dedup horizon (default: the allowed lateness), and never more
-//! than `capacity` at once: memory is bounded by about 40 bytes x capacity
-//! (1,000,000 ids, about 40 MB, by default). When full, the oldest id is
-//! forgotten first and counted in [`Dedup::evicted`], so an operator can see
-//! when the bound, rather than the horizon, decides.
+//! Ids are kept as 64-bit hashes in two generations of at most `capacity / 2`
+//! each. New ids go into the current generation; when it is full it becomes
+//! the previous one and the old previous one is forgotten. A generation is
+//! also forgotten as soon as the watermark has passed its newest event time by
+//! the dedup horizon (default: the allowed lateness). So:
+//!
+//! * memory is bounded: at most `capacity` ids, about 16-20 bytes each in the
+//!   hash tables (1,000,000 ids, about 20 MB, by default);
+//! * an id is remembered until the horizon passes it, or for at least the
+//!   next `capacity / 2` new ids, whichever comes first; when capacity rather
+//!   than the horizon forgets ids, [`Dedup::evicted`] counts them, so an
+//!   operator can see that the bound decides and raise it.
+//!
+//! Rotating generations instead of evicting one id at a time keeps each event
+//! to two hash lookups and one insert, with no per-id queue.
 //!
 //! A 64-bit hash collision would drop a distinct event as a duplicate; with a
 //! million ids held the chance per event is about 5e-14.
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::{FxBuildHasher, FxHashSet};
@@ -21,9 +29,12 @@ use crate::event::Millis;
 #[derive(Debug)]
 pub struct Dedup {
     horizon_ms: i64,
-    capacity: usize,
-    seen: FxHashSet<u64>,
-    order: VecDeque<(Millis, u64)>,
+    half: usize,
+    current: FxHashSet<u64>,
+    current_newest: Millis,
+    previous: FxHashSet<u64>,
+    previous_newest: Millis,
+    last_watermark: Option<Millis>,
     evicted: u64,
 }
 
@@ -41,46 +52,68 @@ pub fn id_hash(event_id: &str) -> u64 {
 
 impl Dedup {
     pub fn new(horizon_ms: i64, capacity: usize) -> Dedup {
-        Dedup { horizon_ms, capacity: capacity.max(1), seen: FxHashSet::default(), order: VecDeque::new(), evicted: 0 }
+        let half = (capacity / 2).max(1);
+        // Sized for the bound up front: growing a large table costs more than holding it.
+        let table = || FxHashSet::with_capacity_and_hasher(half.min(1 << 21), Default::default());
+        Dedup {
+            horizon_ms,
+            half,
+            current: table(),
+            current_newest: Millis::MIN,
+            previous: table(),
+            previous_newest: Millis::MIN,
+            last_watermark: None,
+            evicted: 0,
+        }
     }
 
     /// Records `event_id`; false when it was already seen.
+    #[inline]
     pub fn first_time(&mut self, event_id: &str, event_time: Millis) -> bool {
         let h = id_hash(event_id);
-        if !self.seen.insert(h) {
+        if self.current.contains(&h) || self.previous.contains(&h) {
             return false;
         }
-        if self.order.len() >= self.capacity {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.seen.remove(&old);
-                self.evicted += 1;
-            }
+        if self.current.len() >= self.half {
+            self.rotate();
         }
-        self.order.push_back((event_time, h));
+        self.current.insert(h);
+        self.current_newest = self.current_newest.max(event_time);
         true
     }
 
-    /// Forgets ids whose event time is older than `watermark - horizon`.
+    fn rotate(&mut self) {
+        let still_needed = self.last_watermark.is_none_or(|wm| self.previous_newest >= wm - self.horizon_ms);
+        if still_needed {
+            self.evicted += self.previous.len() as u64;
+        }
+        std::mem::swap(&mut self.current, &mut self.previous);
+        self.previous_newest = self.current_newest;
+        self.current.clear();
+        self.current_newest = Millis::MIN;
+    }
+
+    /// Forgets generations whose newest event time is older than `watermark - horizon`.
     pub fn expire(&mut self, watermark: Millis) {
+        self.last_watermark = Some(watermark);
         let limit = watermark - self.horizon_ms;
-        while let Some(&(t, h)) = self.order.front() {
-            if t >= limit {
-                break;
-            }
-            self.order.pop_front();
-            self.seen.remove(&h);
+        if self.previous_newest < limit && !self.previous.is_empty() {
+            self.previous.clear();
+        }
+        if self.current_newest < limit && !self.current.is_empty() {
+            self.current.clear();
         }
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.current.len() + self.previous.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 
-    /// Ids forgotten because the capacity was reached.
+    /// Ids forgotten because the capacity was reached while still inside the horizon.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
@@ -95,21 +128,23 @@ mod tests {
         let mut d = Dedup::new(1_000, 10);
         assert!(d.first_time("a", 100));
         assert!(!d.first_time("a", 100));
-        assert!(d.first_time("b", 500));
+        d.expire(1_050);
+        assert!(!d.first_time("a", 100), "100 >= 1050 - 1000: still remembered");
         d.expire(1_200);
         assert!(d.first_time("a", 1_300), "a expired: 100 < 1200 - 1000");
-        assert!(!d.first_time("b", 500), "b kept: 500 >= 200");
+        assert!(!d.first_time("a", 1_300));
     }
 
     #[test]
-    fn capacity_bounds_memory() {
-        let mut d = Dedup::new(i64::MAX / 2, 3);
-        for id in ["a", "b", "c", "d"] {
-            assert!(d.first_time(id, 0));
+    fn capacity_bounds_memory_and_recent_half_is_kept() {
+        let mut d = Dedup::new(i64::MAX / 2, 4);
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            assert!(d.first_time(id, i as i64));
+            assert!(d.len() <= 4);
         }
-        assert_eq!(d.len(), 3);
-        assert_eq!(d.evicted(), 1);
-        assert!(d.first_time("a", 0), "a was evicted");
-        assert!(!d.first_time("d", 0));
+        // The two most recent generations ({c, d} and {e}) are kept.
+        assert!(!d.first_time("d", 0) && !d.first_time("e", 0) && !d.first_time("c", 0));
+        assert_eq!(d.evicted(), 2, "a and b were forgotten by capacity");
+        assert!(d.first_time("a", 0), "a was forgotten");
     }
 }

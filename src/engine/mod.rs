@@ -18,6 +18,7 @@
 
 pub mod counts;
 pub mod dedup;
+pub mod scope;
 pub mod watermark;
 pub mod window;
 
@@ -26,8 +27,9 @@ use rustc_hash::FxHashMap;
 use crate::event::{Event, Millis};
 pub use counts::{Basis, Counts, Deltas, Field, NF};
 use dedup::Dedup;
+pub use scope::{Layout, ScopeState};
 pub use watermark::{SourceId, WatermarkTracker};
-use window::{bucket_of, Ring};
+use window::bucket_of;
 
 /// One sliding window: `size` long, sliding by `step`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,57 +72,6 @@ impl EngineConfig {
     }
 }
 
-/// State of one scope (a shop, a category, the platform): one ring per window.
-#[derive(Clone, Debug)]
-pub struct ScopeState {
-    rings: Box<[Ring]>,
-}
-
-impl ScopeState {
-    fn new(windows: &[WindowSpec], slack: &[usize], t: Millis) -> ScopeState {
-        let rings =
-            windows.iter().zip(slack).map(|(w, &s)| Ring::new(w.buckets(), s, bucket_of(t, w.step_ms))).collect();
-        ScopeState { rings }
-    }
-
-    /// Adds `deltas` at the (activity, cohort) bucket of each window.
-    fn apply(&mut self, deltas: &Deltas, buckets: &[(i64, i64)]) {
-        for (ring, &(b_act, b_cohort)) in self.rings.iter_mut().zip(buckets) {
-            for d in deltas.iter() {
-                let b = if d.basis == Basis::Activity { b_act } else { b_cohort };
-                // A window that has dropped this bucket does not count it; longer ones still do.
-                let _ = ring.add(b, d.field, d.value);
-            }
-        }
-    }
-
-    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
-    pub fn read(&self, w: usize, end_bucket: i64) -> Counts {
-        self.rings[w].read(end_bucket)
-    }
-
-    /// Adds window `w`'s counts into `out` (no zeroing, no copy of the result).
-    pub fn read_into(&self, w: usize, end_bucket: i64, out: &mut Counts) {
-        self.rings[w].read_into(end_bucket, out)
-    }
-
-    /// Newest bucket of window `w` that holds data.
-    pub fn head(&self, w: usize) -> i64 {
-        self.rings[w].head()
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.rings.len() * std::mem::size_of::<Ring>() + self.rings.iter().map(Ring::heap_bytes).sum::<usize>()
-    }
-
-    fn advance_and_check_empty(&mut self, windows: &[WindowSpec], wm: Millis) -> bool {
-        self.rings.iter_mut().zip(windows).all(|(ring, w)| {
-            ring.advance_to(bucket_of(wm, w.step_ms));
-            ring.is_empty()
-        })
-    }
-}
-
 /// Per-shop state.
 #[derive(Clone, Debug)]
 pub struct ShopState {
@@ -130,16 +81,33 @@ pub struct ShopState {
     pending_until: Option<Millis>,
 }
 
-impl std::ops::Deref for ShopState {
-    type Target = ScopeState;
-    fn deref(&self) -> &ScopeState {
-        &self.scope
-    }
-}
-
 impl ShopState {
     pub fn category_id(&self) -> u32 {
         self.category
+    }
+}
+
+/// A scope and the layout needed to read it.
+#[derive(Clone, Copy)]
+pub struct ScopeView<'a> {
+    pub layout: &'a Layout,
+    pub scope: &'a ScopeState,
+}
+
+impl ScopeView<'_> {
+    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
+    pub fn read(&self, w: usize, end_bucket: i64) -> Counts {
+        self.scope.read(self.layout, w, end_bucket)
+    }
+
+    /// Adds window `w`'s counts into `out`.
+    pub fn read_into(&self, w: usize, end_bucket: i64, out: &mut Counts) {
+        self.scope.read_into(self.layout, w, end_bucket, out)
+    }
+
+    /// Newest bucket of window `w` holding data.
+    pub fn head(&self, w: usize) -> i64 {
+        self.scope.head(self.layout, w)
     }
 }
 
@@ -207,7 +175,7 @@ pub struct Engine {
     cfg: EngineConfig,
     bucket_cache: Vec<BucketCache>,
     buckets: Vec<(i64, i64)>,
-    slack: Vec<usize>,
+    layout: Layout,
     retention_ms: i64,
     shops: FxHashMap<Box<str>, ShopState>,
     categories: Vec<Box<str>>,
@@ -225,6 +193,15 @@ impl Engine {
         // Enough buckets behind the head to read at a watermark that trails it
         // by the allowed lateness, plus one for the bucket in progress.
         let slack = cfg.windows.iter().map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2).collect();
+        let steps: Vec<i64> = cfg.windows.iter().map(|w| w.step_ms).collect();
+        let fine = (0..steps.len()).min_by_key(|&w| steps[w]).unwrap_or(0);
+        let layout = Layout {
+            lens: cfg.windows.iter().map(|w| w.buckets() as i64).collect(),
+            nested: steps.iter().all(|s| s % steps[fine] == 0),
+            fine,
+            steps,
+            slack,
+        };
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
         let dedup = Dedup::new(cfg.dedup_horizon_ms, cfg.dedup_capacity);
@@ -234,7 +211,7 @@ impl Engine {
             cfg,
             bucket_cache,
             buckets,
-            slack,
+            layout,
             retention_ms,
             shops: FxHashMap::default(),
             categories: Vec::new(),
@@ -253,7 +230,15 @@ impl Engine {
 
     /// How many buckets behind its head window `w` can be read exactly.
     pub fn slack(&self, w: usize) -> usize {
-        self.slack[w] - 1
+        self.layout.slack[w] - 1
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn view<'a>(&'a self, scope: &'a ScopeState) -> ScopeView<'a> {
+        ScopeView { layout: &self.layout, scope }
     }
 
     pub fn watermark(&self) -> &WatermarkTracker {
@@ -274,12 +259,17 @@ impl Engine {
         wm
     }
 
-    pub fn shop(&self, shop_id: &str) -> Option<&ShopState> {
-        self.shops.get(shop_id)
+    pub fn shop(&self, shop_id: &str) -> Option<ScopeView<'_>> {
+        self.shops.get(shop_id).map(|s| self.view(&s.scope))
     }
 
-    pub fn shops(&self) -> impl Iterator<Item = (&str, &ShopState)> {
-        self.shops.iter().map(|(k, v)| (&**k, v))
+    /// The category a shop was first seen in.
+    pub fn shop_category(&self, shop_id: &str) -> Option<&str> {
+        self.shops.get(shop_id).map(|s| self.category_name(s.category))
+    }
+
+    pub fn shops(&self) -> impl Iterator<Item = (&str, ScopeView<'_>)> {
+        self.shops.iter().map(|(k, v)| (&**k, self.view(&v.scope)))
     }
 
     pub fn shop_count(&self) -> usize {
@@ -291,17 +281,17 @@ impl Engine {
     }
 
     /// The aggregate of every shop in `category`.
-    pub fn category(&self, category: &str) -> Option<&ScopeState> {
-        self.category_ids.get(category).map(|&i| &self.category_scopes[i as usize])
+    pub fn category(&self, category: &str) -> Option<ScopeView<'_>> {
+        self.category_ids.get(category).map(|&i| self.view(&self.category_scopes[i as usize]))
     }
 
-    pub fn categories(&self) -> impl Iterator<Item = (&str, &ScopeState)> {
-        self.categories.iter().map(|c| &**c).zip(self.category_scopes.iter())
+    pub fn categories(&self) -> impl Iterator<Item = (&str, ScopeView<'_>)> {
+        self.categories.iter().map(|c| &**c).zip(self.category_scopes.iter().map(|s| self.view(s)))
     }
 
     /// The aggregate of every shop.
-    pub fn platform(&self) -> Option<&ScopeState> {
-        self.platform.as_ref()
+    pub fn platform(&self) -> Option<ScopeView<'_>> {
+        self.platform.as_ref().map(|s| self.view(s))
     }
 
     /// Ids forgotten by dedup because its capacity was reached.
@@ -334,29 +324,30 @@ impl Engine {
             return Fold::Ignored;
         }
         let t_cohort = counts::cohort_time(event);
+        let fine_bucket = self.bucket_cache[self.layout.fine].bucket(t);
         for (cache, out) in self.bucket_cache.iter_mut().zip(self.buckets.iter_mut()) {
             let b_act = cache.bucket(t);
             let b_cohort = if t_cohort == t { b_act } else { bucket_of(t_cohort, cache.step) };
             *out = (b_act, b_cohort);
         }
         let category = self.category_id(&event.category, t);
-        let windows = &self.cfg.windows;
+        let layout = &self.layout;
         let shop = match self.shops.get_mut(event.shop_id.as_str()) {
             Some(s) => s,
             None => {
-                let scope = ScopeState::new(windows, &self.slack, t);
+                let scope = ScopeState::new(layout, t, false);
                 let state = ShopState { category, scope, pending_until: None };
                 self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };
-        shop.scope.apply(&deltas, &self.buckets);
+        shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
         if shop.pending_until.is_none() {
             self.pending.push(event.shop_id.as_str().into());
         }
         shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
-        self.category_scopes[category as usize].apply(&deltas, &self.buckets);
-        let platform = self.platform.get_or_insert_with(|| ScopeState::new(windows, &self.slack, t));
-        platform.apply(&deltas, &self.buckets);
+        self.category_scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
+        let platform = self.platform.get_or_insert_with(|| ScopeState::new(layout, t, true));
+        platform.apply(layout, &deltas, &self.buckets, fine_bucket);
         Fold::Folded
     }
 
@@ -367,20 +358,22 @@ impl Engine {
         let id = self.categories.len() as u32;
         self.categories.push(name.into());
         self.category_ids.insert(name.into(), id);
-        self.category_scopes.push(ScopeState::new(&self.cfg.windows, &self.slack, t));
+        self.category_scopes.push(ScopeState::new(&self.layout, t, true));
         id
     }
 
     /// Visits every shop changed since its rules last saw all of its data. A
     /// shop stays pending while `visit` returns true for it.
-    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, &ShopState) -> bool) {
+    /// `visit(shop_id, category, shop, pending_until)`.
+    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, ScopeView<'_>, Millis) -> bool) {
         let mut i = 0;
         while i < self.pending.len() {
             let key = &self.pending[i];
             let keep = match self.shops.get_mut(key) {
                 Some(shop) => {
                     let category = self.categories.get(shop.category as usize).map_or("", |c| c);
-                    let keep = visit(key, category, shop);
+                    let view = ScopeView { layout: &self.layout, scope: &shop.scope };
+                    let keep = visit(key, category, view, shop.pending_until.unwrap_or(Millis::MIN));
                     if !keep {
                         shop.pending_until = None;
                     }
@@ -396,17 +389,12 @@ impl Engine {
         }
     }
 
-    /// Newest event time a pending shop holds that its rules have not seen.
-    pub fn pending_until(shop: &ShopState) -> Option<Millis> {
-        shop.pending_until
-    }
-
     /// Drops shops whose windows are all empty as of the watermark; returns how many.
     pub fn evict_idle(&mut self) -> usize {
         let Some(wm) = self.watermark.current() else { return 0 };
-        let windows = &self.cfg.windows;
+        let layout = &self.layout;
         let before = self.shops.len();
-        self.shops.retain(|_, shop| shop.pending_until.is_some() || !shop.scope.advance_and_check_empty(windows, wm));
+        self.shops.retain(|_, shop| shop.pending_until.is_some() || !shop.scope.advance_and_check_empty(layout, wm));
         before - self.shops.len()
     }
 }

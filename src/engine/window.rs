@@ -76,6 +76,11 @@ impl Ring {
         self.cells.is_empty()
     }
 
+    /// Keeps running totals (many cells or a crowded bucket).
+    pub fn is_hot(&self) -> bool {
+        self.hot.is_some()
+    }
+
     /// Heap bytes held by this ring.
     pub fn heap_bytes(&self) -> usize {
         self.cells.capacity() * std::mem::size_of::<Cell>()

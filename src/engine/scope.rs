@@ -1,0 +1,169 @@
+//! The state of one scope (a shop, a category, the platform): one ring per
+//! window, plus, for busy scopes, an accumulator of the current finest bucket.
+//!
+//! Why the accumulator: a busy scope sees many events per minute, and each
+//! would otherwise update every window's ring (4 ring updates per counter).
+//! While every window's step is a multiple of the finest step, the counts of
+//! one finest bucket can be kept in a flat array and added to all rings at
+//! once when the next bucket starts (or before any read that needs them).
+//! Cohort-basis and late counters still go straight to the rings. Reads add
+//! the accumulator when its bucket lies in the window read.
+
+use super::counts::{Counts, Deltas, NF};
+use super::window::{bucket_of, Ring};
+use super::Basis;
+use crate::event::Millis;
+
+/// The engine's windows as the scopes need them.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub steps: Vec<i64>,
+    pub lens: Vec<i64>,
+    pub slack: Vec<usize>,
+    /// Index of the window with the smallest step.
+    pub fine: usize,
+    /// Every step is a multiple of the finest one (accumulators allowed).
+    pub nested: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Acc {
+    /// Finest-step bucket index being accumulated.
+    bucket: i64,
+    counts: Counts,
+    touched: [u64; NF.div_ceil(64)],
+}
+
+impl Acc {
+    fn is_empty(&self) -> bool {
+        self.touched.iter().all(|w| *w == 0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ScopeState {
+    rings: Box<[Ring]>,
+    acc: Option<Box<Acc>>,
+}
+
+impl ScopeState {
+    /// A scope whose first event is at `t`; `busy` scopes (categories, the
+    /// platform) accumulate from the start, shops once their finest ring is busy.
+    pub fn new(layout: &Layout, t: Millis, busy: bool) -> ScopeState {
+        let rings = (0..layout.steps.len())
+            .map(|w| Ring::new(layout.lens[w] as usize, layout.slack[w], bucket_of(t, layout.steps[w])))
+            .collect();
+        let mut s = ScopeState { rings, acc: None };
+        if busy && layout.nested {
+            s.start_acc(bucket_of(t, layout.steps[layout.fine]));
+        }
+        s
+    }
+
+    fn start_acc(&mut self, bucket: i64) {
+        self.acc = Some(Box::new(Acc { bucket, counts: Counts::default(), touched: [0; NF.div_ceil(64)] }));
+    }
+
+    /// Adds `deltas`; `buckets[w]` is the (activity, cohort) bucket of window
+    /// `w`, `fine_bucket` the activity bucket at the finest step.
+    #[inline]
+    pub fn apply(&mut self, layout: &Layout, deltas: &Deltas, buckets: &[(i64, i64)], fine_bucket: i64) {
+        if let Some(acc) = self.acc.as_deref_mut() {
+            if fine_bucket > acc.bucket {
+                self.flush(layout);
+            }
+        }
+        match self.acc.as_deref_mut() {
+            Some(acc) if acc.bucket == fine_bucket || acc.is_empty() => {
+                acc.bucket = fine_bucket;
+                for d in deltas.iter() {
+                    if d.basis == Basis::Activity {
+                        let f = d.field as usize;
+                        acc.counts.add_at(f, d.value);
+                        acc.touched[f / 64] |= 1 << (f % 64);
+                    } else {
+                        Self::add_to_rings(&mut self.rings, d.field, d.value, buckets, true);
+                    }
+                }
+            }
+            _ => {
+                for d in deltas.iter() {
+                    Self::add_to_rings(&mut self.rings, d.field, d.value, buckets, d.basis == Basis::Cohort);
+                }
+                if self.acc.is_none() && layout.nested && self.rings[layout.fine].is_hot() {
+                    self.start_acc(fine_bucket);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn add_to_rings(rings: &mut [Ring], field: u8, value: u64, buckets: &[(i64, i64)], cohort: bool) {
+        for (ring, &(b_act, b_cohort)) in rings.iter_mut().zip(buckets) {
+            // A window that has dropped this bucket does not count it; longer ones still do.
+            let _ = ring.add(if cohort { b_cohort } else { b_act }, field, value);
+        }
+    }
+
+    /// Moves the accumulated bucket into every ring.
+    fn flush(&mut self, layout: &Layout) {
+        let Some(acc) = self.acc.as_deref_mut() else { return };
+        let start = acc.bucket * layout.steps[layout.fine];
+        for (word, bits) in acc.touched.iter_mut().enumerate() {
+            while *bits != 0 {
+                let f = word * 64 + bits.trailing_zeros() as usize;
+                *bits &= *bits - 1;
+                let v = std::mem::take(&mut acc.counts.0[f]);
+                for (w, ring) in self.rings.iter_mut().enumerate() {
+                    let _ = ring.add(bucket_of(start, layout.steps[w]), f as u8, v);
+                }
+            }
+        }
+    }
+
+    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
+    pub fn read(&self, layout: &Layout, w: usize, end_bucket: i64) -> Counts {
+        let mut c = Counts::default();
+        self.read_into(layout, w, end_bucket, &mut c);
+        c
+    }
+
+    /// Adds window `w`'s counts into `out`.
+    pub fn read_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        self.rings[w].read_into(end_bucket, out);
+        if let Some(acc) = self.acc.as_deref() {
+            let b = bucket_of(acc.bucket * layout.steps[layout.fine], layout.steps[w]);
+            if b <= end_bucket && b > end_bucket - layout.lens[w] && !acc.is_empty() {
+                out.add(&acc.counts);
+            }
+        }
+    }
+
+    /// Newest bucket of window `w` that holds data.
+    pub fn head(&self, layout: &Layout, w: usize) -> i64 {
+        let ring = self.rings[w].head();
+        match self.acc.as_deref() {
+            Some(acc) if !acc.is_empty() => {
+                ring.max(bucket_of(acc.bucket * layout.steps[layout.fine], layout.steps[w]))
+            }
+            _ => ring,
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.rings.len() * std::mem::size_of::<Ring>()
+            + self.rings.iter().map(Ring::heap_bytes).sum::<usize>()
+            + self.acc.as_ref().map_or(0, |_| std::mem::size_of::<Acc>())
+    }
+
+    /// Flushes, advances every ring to the watermark and reports whether all
+    /// are empty. A scope that went quiet gives its accumulator back.
+    pub fn advance_and_check_empty(&mut self, layout: &Layout, wm: Millis) -> bool {
+        self.flush(layout);
+        self.acc = None;
+        self.rings.iter_mut().zip(&layout.steps).all(|(ring, &step)| {
+            ring.advance_to(bucket_of(wm, step));
+            ring.is_empty()
+        })
+    }
+}
