@@ -2,11 +2,18 @@
 //! registered once here; the hot path only increments pre-resolved children.
 //! Cardinality is bounded: no label ever carries a shop id.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::codec::DecodeError;
-use crate::engine::Fold;
-use crate::event::EventKind;
+use crate::engine::window::bucket_of;
+use crate::engine::{Engine, Fold, ScopeView};
+use crate::event::{EventKind, Millis, RefundType};
+use crate::rules::Metric;
+
+/// Categories beyond this many get no series of their own (bounded cardinality).
+pub const MAX_EXPORTED_CATEGORIES: usize = 200;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -32,6 +39,17 @@ pub struct Metrics {
     pub partitions: IntGaugeVec,
     /// `peakguard_records_total`: Kafka records read.
     pub records: IntCounter,
+    /// `peakguard_business_rate{scope, category, metric, window}`: platform and
+    /// per-category rates at the last complete bucket.
+    pub business_rate: GaugeVec,
+    /// `peakguard_business_denominator{scope, category, metric, window}`.
+    pub business_denominator: GaugeVec,
+    /// `peakguard_refund_completion_seconds{scope, category, refund_type, window, quantile}`.
+    pub refund_completion: GaugeVec,
+    /// `peakguard_categories_not_exported`: categories over [`MAX_EXPORTED_CATEGORIES`].
+    pub categories_not_exported: IntGauge,
+    /// `peakguard_dedup_evicted_total`: event ids forgotten by the dedup bound, not its horizon.
+    pub dedup_evicted: IntGauge,
 }
 
 impl Metrics {
@@ -78,6 +96,34 @@ impl Metrics {
         )
         .expect("valid metric");
         let records = IntCounter::new("peakguard_records_total", "Kafka records read").expect("valid metric");
+        let business_rate = GaugeVec::new(
+            Opts::new("peakguard_business_rate", "Platform and per-category rates at the last complete bucket"),
+            &["scope", "category", "metric", "window"],
+        )
+        .expect("valid metric");
+        let business_denominator = GaugeVec::new(
+            Opts::new("peakguard_business_denominator", "Denominator of peakguard_business_rate (e.g. orders paid)"),
+            &["scope", "category", "metric", "window"],
+        )
+        .expect("valid metric");
+        let refund_completion = GaugeVec::new(
+            Opts::new(
+                "peakguard_refund_completion_seconds",
+                "Refund completion time (requested -> completed) quantiles, within 19%",
+            ),
+            &["scope", "category", "refund_type", "window", "quantile"],
+        )
+        .expect("valid metric");
+        let categories_not_exported = IntGauge::new(
+            "peakguard_categories_not_exported",
+            "Categories without series of their own (over the cardinality bound)",
+        )
+        .expect("valid metric");
+        let dedup_evicted = IntGauge::new(
+            "peakguard_dedup_evicted_total",
+            "Event ids forgotten by the dedup capacity bound before their horizon passed",
+        )
+        .expect("valid metric");
         for c in [&events, &decode_errors, &dead_letters, &alerts, &sink_deliveries] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
@@ -87,6 +133,11 @@ impl Metrics {
         registry.register(Box::new(shops.clone())).expect("unique metric");
         registry.register(Box::new(partitions.clone())).expect("unique metric");
         registry.register(Box::new(records.clone())).expect("unique metric");
+        for g in [&business_rate, &business_denominator, &refund_completion] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        registry.register(Box::new(categories_not_exported.clone())).expect("unique metric");
+        registry.register(Box::new(dedup_evicted.clone())).expect("unique metric");
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
         for reason in DecodeError::REASONS {
             decode_errors.with_label_values(&[*reason]);
@@ -104,7 +155,56 @@ impl Metrics {
             shops,
             partitions,
             records,
+            business_rate,
+            business_denominator,
+            refund_completion,
+            categories_not_exported,
+            dedup_evicted,
         }
+    }
+
+    /// Publishes platform and per-category rates of every window at the
+    /// bucket ending at or before `watermark` (or the one holding it, when
+    /// `include_partial`: end of input).
+    pub fn export_scopes(&self, engine: &Engine, watermark: Millis, include_partial: bool) {
+        let windows = &engine.config().windows;
+        let ends: Vec<i64> =
+            windows.iter().map(|w| bucket_of(watermark, w.step_ms) - if include_partial { 0 } else { 1 }).collect();
+        let export = |scope: &str, category: &str, view: ScopeView<'_>| {
+            for (w, spec) in windows.iter().enumerate() {
+                let c = view.read(w, ends[w]);
+                for m in Metric::ALL {
+                    let (k, n) = m.ratio(&c);
+                    let labels = [scope, category, m.name(), spec.name.as_str()];
+                    self.business_rate.with_label_values(&labels).set(if n == 0 { 0.0 } else { k as f64 / n as f64 });
+                    self.business_denominator.with_label_values(&labels).set(n as f64);
+                }
+                for (t, label) in
+                    [(RefundType::RefundOnly, "refund_only"), (RefundType::ReturnAndRefund, "return_and_refund")]
+                {
+                    for q in [0.5, 0.9, 0.99] {
+                        let v = c.completion_quantile_ms(t, q).map_or(0.0, |ms| ms / 1000.0);
+                        let qs = q.to_string();
+                        self.refund_completion
+                            .with_label_values(&[scope, category, label, spec.name.as_str(), &qs])
+                            .set(v);
+                    }
+                }
+            }
+        };
+        if let Some(p) = engine.platform() {
+            export("platform", "", p);
+        }
+        let mut skipped = 0;
+        for (i, (name, view)) in engine.categories().enumerate() {
+            if i >= MAX_EXPORTED_CATEGORIES {
+                skipped += 1;
+                continue;
+            }
+            export("category", name, view);
+        }
+        self.categories_not_exported.set(skipped);
+        self.dedup_evicted.set(engine.dedup_evicted() as i64);
     }
 
     /// Pre-resolved `events_total` children, indexed by kind and outcome.

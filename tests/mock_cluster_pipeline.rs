@@ -169,6 +169,13 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
+    // Platform refund rate over the 5 minutes ending with minute 9: orders paid
+    // 50 (spike) + 100 (healthy) + 4 (tiny); refunds 40 + 5 + 3.
+    let labels = ["platform", "", "refund_rate", "5m"];
+    assert_eq!(m.business_denominator.with_label_values(&labels).get(), 154.0);
+    assert!((m.business_rate.with_label_values(&labels).get() - 48.0 / 154.0).abs() < 1e-12);
+    let apparel = ["category", "apparel", "refund_rate", "5m"];
+    assert_eq!(m.business_denominator.with_label_values(&apparel).get(), 154.0, "all shops are apparel");
 
     // Both bad records are on the dead-letter topic with their reasons.
     let dead = read_all(&cluster.bootstrap_servers(), DLQ);

@@ -204,6 +204,7 @@ impl Worker<'_> {
         let counters = self.metrics.event_counters();
         let mut last_tick = Instant::now();
         let mut last_evict = Instant::now();
+        let mut last_export = Instant::now();
         while !shutdown.is_cancelled() {
             self.apply_rebalances(consumer);
             let batch_start = Instant::now();
@@ -233,6 +234,12 @@ impl Worker<'_> {
                 let now = self.proc_now();
                 self.pipeline.tick(now, &mut self.alerts);
                 self.flush_alerts();
+                if last_export.elapsed() >= Duration::from_secs(1) {
+                    last_export = Instant::now();
+                    if let Some(wm) = self.pipeline.watermark() {
+                        self.metrics.export_scopes(self.pipeline.engine(), wm, false);
+                    }
+                }
                 if last_evict.elapsed() >= Duration::from_secs(10) {
                     last_evict = Instant::now();
                     let evicted = self.pipeline.evict_idle();
@@ -247,6 +254,9 @@ impl Worker<'_> {
         if opts.exit_when_caught_up {
             self.pipeline.finish(&mut self.alerts);
             self.flush_alerts();
+        }
+        if let Some(wm) = self.pipeline.watermark() {
+            self.metrics.export_scopes(self.pipeline.engine(), wm, opts.exit_when_caught_up);
         }
     }
 
