@@ -163,13 +163,13 @@ impl Metrics {
         }
     }
 
-    /// Publishes platform and per-category rates of every window at the
-    /// bucket ending at or before `watermark` (or the one holding it, when
-    /// `include_partial`: end of input).
-    pub fn export_scopes(&self, engine: &Engine, watermark: Millis, include_partial: bool) {
+    /// Publishes platform and per-category rates of every window ending with
+    /// the bucket that holds `watermark` (dashboards want the bucket in
+    /// progress; rules, which must not page on partial data, read complete
+    /// buckets only).
+    pub fn export_scopes(&self, engine: &Engine, watermark: Millis) {
         let windows = &engine.config().windows;
-        let ends: Vec<i64> =
-            windows.iter().map(|w| bucket_of(watermark, w.step_ms) - if include_partial { 0 } else { 1 }).collect();
+        let ends: Vec<i64> = windows.iter().map(|w| bucket_of(watermark, w.step_ms)).collect();
         let export = |scope: &str, category: &str, view: ScopeView<'_>| {
             for (w, spec) in windows.iter().enumerate() {
                 let c = view.read(w, ends[w]);

@@ -237,7 +237,7 @@ impl Worker<'_> {
                 if last_export.elapsed() >= Duration::from_secs(1) {
                     last_export = Instant::now();
                     if let Some(wm) = self.pipeline.watermark() {
-                        self.metrics.export_scopes(self.pipeline.engine(), wm, false);
+                        self.metrics.export_scopes(self.pipeline.engine(), wm);
                     }
                 }
                 if last_evict.elapsed() >= Duration::from_secs(10) {
@@ -256,7 +256,7 @@ impl Worker<'_> {
             self.flush_alerts();
         }
         if let Some(wm) = self.pipeline.watermark() {
-            self.metrics.export_scopes(self.pipeline.engine(), wm, opts.exit_when_caught_up);
+            self.metrics.export_scopes(self.pipeline.engine(), wm);
         }
     }
 
