@@ -57,6 +57,33 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Process a recorded event file (NDJSON, one event per line in the JSON
+    /// mapping of the schemas) at full speed and print the alert timeline and
+    /// a summary per rule. For tuning rules on last year's sale.
+    Replay {
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Engine and rules; the defaults when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Evaluate rules every this many events (and at the end).
+        #[arg(long, default_value_t = 1000)]
+        tick_every: usize,
+    },
+    /// Write synthetic peak-sale traffic (with the injected spike) as NDJSON,
+    /// e.g. to try `replay`.
+    Generate {
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        sim_duration: Duration,
+        #[arg(long, default_value_t = 20_000)]
+        shops: usize,
+        #[arg(long, default_value_t = 60.0)]
+        orders_per_sec: f64,
+        #[arg(long, default_value_t = 1111)]
+        seed: u64,
+    },
     /// Validate a config file and print the settings in force (secrets redacted).
     Check {
         #[arg(long, short)]

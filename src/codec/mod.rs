@@ -2,12 +2,14 @@
 //!
 //! * [`wire`]: the Confluent framing (magic byte 0, 4-byte big-endian schema id).
 //! * [`avro`]: the schema store (local schema directory) and the Avro body codec.
+//! * [`json`]: the JSON mapping used by replay files (NDJSON).
 //!
 //! Every failure is a [`DecodeError`] whose [`DecodeError::reason`] is a short,
 //! bounded label used for the `peakguard_decode_errors_total{reason}` counter and
 //! the dead-letter header. Decoding never panics on input.
 
 pub mod avro;
+pub mod json;
 pub mod wire;
 
 use crate::event::Event;
@@ -33,6 +35,8 @@ pub enum DecodeError {
     EmptyField { field: &'static str },
     #[error("field `{field}` = {value} is out of range ({why})")]
     InvalidField { field: &'static str, value: String, why: &'static str },
+    #[error("not a JSON event: {message}")]
+    Json { message: String },
 }
 
 impl DecodeError {
@@ -52,6 +56,7 @@ impl DecodeError {
             }
             DecodeError::InvalidField { field: "amount_minor" | "currency", .. } => "invalid_amount",
             DecodeError::InvalidField { .. } => "invalid_field",
+            DecodeError::Json { .. } => "bad_json",
         }
     }
 
@@ -69,6 +74,7 @@ impl DecodeError {
         "invalid_timestamp",
         "invalid_amount",
         "invalid_field",
+        "bad_json",
     ];
 }
 
