@@ -58,7 +58,7 @@ pub fn replay(input: impl BufRead, cfg: &Config, tick_every: usize) -> std::io::
                 report.events += 1;
                 // Processing time stands still: a replay is never idle.
                 pipeline.ingest(source, &event, 0);
-                if report.events % tick_every == 0 {
+                if report.events.is_multiple_of(tick_every) {
                     pipeline.tick(0, &mut report.alerts);
                 }
             }
