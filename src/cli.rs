@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::generator::GeneratorConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,24 +35,14 @@ pub enum Command {
         /// Wall-clock length of the demo (e.g. 40s, 2m).
         #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Simulated time the demo covers (23:40 to 00:40 Beijing time by default).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        sim_duration: Duration,
-        /// Number of shops.
-        #[arg(long, default_value_t = 20_000)]
-        shops: usize,
-        /// Orders paid per simulated second before the midnight surge.
-        #[arg(long, default_value_t = 60.0)]
-        orders_per_sec: f64,
+        #[command(flatten)]
+        traffic: TrafficArgs,
         /// Partitions per topic.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
         /// Address of /metrics.
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: String,
-        /// Random seed of the traffic.
-        #[arg(long, default_value_t = 1111)]
-        seed: u64,
     },
     /// Consume a real Kafka cluster as configured in FILE.
     Run {
@@ -75,18 +67,41 @@ pub enum Command {
     Generate {
         #[arg(long, short)]
         output: PathBuf,
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        sim_duration: Duration,
-        #[arg(long, default_value_t = 20_000)]
-        shops: usize,
-        #[arg(long, default_value_t = 60.0)]
-        orders_per_sec: f64,
-        #[arg(long, default_value_t = 1111)]
-        seed: u64,
+        #[command(flatten)]
+        traffic: TrafficArgs,
     },
     /// Validate a config file and print the settings in force (secrets redacted).
     Check {
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// The synthetic traffic of `demo` and `generate`.
+#[derive(Args, Debug, Clone)]
+pub struct TrafficArgs {
+    /// Simulated time covered (from 23:40 Beijing time on Double 11 eve).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sim_duration: Duration,
+    /// Number of shops.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub shops: u32,
+    /// Orders paid per simulated second before the midnight surge.
+    #[arg(long, default_value_t = 60.0)]
+    pub orders_per_sec: f64,
+    /// Random seed of the traffic.
+    #[arg(long, default_value_t = 1111)]
+    pub seed: u64,
+}
+
+impl TrafficArgs {
+    pub fn generator_config(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            shops: self.shops as usize,
+            duration_ms: self.sim_duration.as_millis() as i64,
+            base_orders_per_sec: self.orders_per_sec,
+            seed: self.seed,
+            ..GeneratorConfig::default()
+        }
+    }
 }

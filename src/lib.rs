@@ -18,6 +18,7 @@
 //! * [`source`]: the Kafka consumer worker.
 //! * [`sink`]: alert delivery (log, Kafka alerts topic).
 //! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
+//! * [`report`]: the demo summary and replay timeline the CLI prints.
 //! * [`generator`]: synthetic peak-sale traffic with an injected incident.
 //! * [`demo`]: the one-command demo on librdkafka's in-process cluster.
 //! * [`runtime`]: wires a worker, sinks and HTTP together for `run` and `demo`.
@@ -32,6 +33,7 @@ pub mod generator;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod sink;

@@ -9,8 +9,7 @@ use peakguard::cli::{Cli, Command, LogFormat};
 use peakguard::codec::SchemaStore;
 use peakguard::config::Config;
 use peakguard::demo::{self, DemoOptions};
-use peakguard::generator::GeneratorConfig;
-use peakguard::rules::AlertStatus;
+use peakguard::report;
 use peakguard::runtime::{self, RunOptions};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -57,8 +56,26 @@ fn load_store(cfg: &Config) -> anyhow::Result<Arc<SchemaStore>> {
     }))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors are printed as one chain of causes (`error: ...: ...`), never as a
+/// backtrace: they are for the operator, who needs the field and the fix.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let shutdown = CancellationToken::new();
@@ -77,17 +94,10 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::File::open(&input).with_context(|| format!("cannot open --input {}", input.display()))?;
             let report = peakguard::source::replay::replay(std::io::BufReader::new(file), &cfg, tick_every)
                 .with_context(|| format!("cannot read {}", input.display()))?;
-            print_replay(&report, &cfg);
+            print!("{}", report::replay(&report, &cfg));
         }
-        Command::Generate { output, sim_duration, shops, orders_per_sec, seed } => {
-            anyhow::ensure!(shops > 0, "--shops must be at least 1");
-            let mut generator = peakguard::generator::Generator::new(GeneratorConfig {
-                shops,
-                duration_ms: sim_duration.as_millis() as i64,
-                base_orders_per_sec: orders_per_sec,
-                seed,
-                ..GeneratorConfig::default()
-            });
+        Command::Generate { output, traffic } => {
+            let mut generator = peakguard::generator::Generator::new(traffic.generator_config());
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("cannot create --output {}", output.display()))?;
             let mut out = std::io::BufWriter::new(file);
@@ -124,142 +134,20 @@ async fn main() -> anyhow::Result<()> {
                 summary.alerts.len()
             );
         }
-        Command::Demo { duration, sim_duration, shops, orders_per_sec, partitions, listen, seed } => {
-            anyhow::ensure!(shops > 0, "--shops must be at least 1");
-            anyhow::ensure!(partitions > 0, "--partitions must be at least 1");
-            let generator = GeneratorConfig {
-                shops,
-                duration_ms: sim_duration.as_millis() as i64,
-                base_orders_per_sec: orders_per_sec,
-                seed,
-                ..GeneratorConfig::default()
-            };
+        Command::Demo { duration, traffic, partitions, listen } => {
+            let generator = traffic.generator_config();
             stop_on_signals(shutdown.clone());
             println!(
-                "peakguard demo: {shops} shops, simulated {} of Double 11 eve in {}; Ctrl-C to stop early",
-                humantime::format_duration(sim_duration),
+                "peakguard demo: {} shops, simulated {} of Double 11 eve in {}; Ctrl-C to stop early",
+                traffic.shops,
+                humantime::format_duration(traffic.sim_duration),
                 humantime::format_duration(duration)
             );
             let on_listen: runtime::OnListen = Box::new(|addr| println!("metrics: http://{addr}/metrics"));
             let s =
                 demo::run(DemoOptions { duration, generator, partitions, listen }, shutdown, Some(on_listen)).await?;
-            print_demo_summary(&s);
+            print!("{}", report::demo(&s));
         }
     }
     Ok(())
-}
-
-fn fmt_time(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
-        .to_string()
-}
-
-fn print_replay(r: &peakguard::source::replay::ReplayReport, cfg: &Config) {
-    println!("alert timeline (event time of the window end):");
-    for a in &r.alerts {
-        println!(
-            "  {}  {:<8}  {}  shop={}  {} {}/{} = {:.1}% (bound {:.1}%, threshold {:.1}%)",
-            fmt_time(a.window_end),
-            a.status.as_str(),
-            a.rule,
-            a.shop_id,
-            a.window,
-            a.numerator,
-            a.denominator,
-            a.rate * 100.0,
-            a.wilson_lower_bound * 100.0,
-            a.threshold * 100.0
-        );
-    }
-    println!("per rule:");
-    for rule in &cfg.rules {
-        let of_rule: Vec<_> = r.alerts.iter().filter(|a| a.rule == rule.name).collect();
-        let fired = of_rule.iter().filter(|a| a.status == AlertStatus::Firing).count();
-        let resolved = of_rule.len() - fired;
-        let mut shops: Vec<&str> = of_rule.iter().map(|a| a.shop_id.as_str()).collect();
-        shops.sort();
-        shops.dedup();
-        let shown: Vec<&str> = shops.iter().take(10).copied().collect();
-        println!(
-            "  {} ({} {} {} > {}): fired {fired}, resolved {resolved}, shops {}{}",
-            rule.name,
-            rule.metric,
-            rule.window,
-            rule.severity.as_str(),
-            rule.threshold,
-            shown.join(", "),
-            if shops.len() > 10 { format!(" and {} more", shops.len() - 10) } else { String::new() }
-        );
-    }
-    let secs = r.elapsed.as_secs_f64().max(1e-9);
-    let bad: u64 = r.errors.values().sum();
-    println!(
-        "replayed {} lines: {} events ({} folded, {} late, {} duplicate, {} future), {bad} undecodable, in {:.1}s ({:.0} events/s)",
-        r.lines,
-        r.events,
-        r.stats.folded,
-        r.stats.late,
-        r.stats.duplicate,
-        r.stats.future,
-        secs,
-        r.events as f64 / secs
-    );
-    for (reason, n) in &r.errors {
-        println!("  undecodable: {reason} x{n}");
-    }
-    for (line, e) in &r.first_errors {
-        println!("  line {line}: {e}");
-    }
-}
-
-fn print_demo_summary(s: &demo::DemoSummary) {
-    let r = &s.run.report;
-    let secs = r.elapsed.as_secs_f64().max(1e-9);
-    println!("\n=== peakguard demo summary ===");
-    println!("simulated time   {} .. {}", fmt_time(s.sim_start), fmt_time(s.sim_end));
-    println!("events produced  {}", s.produced);
-    println!(
-        "events processed {} in {:.1}s = {:.0} events/s, paced by the generator ({} folded, {} ignored kinds, {} late, {} undecodable)",
-        r.records,
-        secs,
-        r.records as f64 / secs,
-        r.stats.folded,
-        r.stats.ignored,
-        r.stats.late,
-        r.decode_errors
-    );
-    if !r.latency_ms.is_empty() {
-        println!(
-            "produce->fold    p50 {} ms, p99 {} ms, max {} ms",
-            r.latency_ms.value_at_quantile(0.5),
-            r.latency_ms.value_at_quantile(0.99),
-            r.latency_ms.max()
-        );
-    }
-    println!("shops held       {}", r.shops);
-    let firing: Vec<_> = s.run.alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
-    println!("alerts fired     {}", firing.len());
-    for a in &firing {
-        println!(
-            "  {} shop={} {} {}/{} = {:.1}% (Wilson lower bound {:.1}% > {:.1}%) at {}",
-            a.rule,
-            a.shop_id,
-            a.window,
-            a.numerator,
-            a.denominator,
-            a.rate * 100.0,
-            a.wilson_lower_bound * 100.0,
-            a.threshold * 100.0,
-            fmt_time(a.window_end)
-        );
-    }
-    if let Some(spike) = &s.spike_shop {
-        let caught = firing.iter().any(|a| &a.shop_id == spike);
-        let others = firing.iter().filter(|a| &a.shop_id != spike).count();
-        println!("other shops      {others} alert(s) for shops without an injected incident");
-        println!(
-            "injected spike   {spike}: {}",
-            if caught { "detected" } else { "NOT detected (demo too short? try --duration 60s)" }
-        );
-    }
 }

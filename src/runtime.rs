@@ -24,8 +24,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("cannot create the alerts producer: {0}")]
     AlertsProducer(rdkafka::error::KafkaError),
-    #[error("cannot listen on {addr} (http.listen): {source}; pick a free port or stop what holds it")]
-    Listen { addr: String, source: std::io::Error },
+    #[error("cannot listen on {addr} (http.listen): {cause}; pick a free port or stop what holds it")]
+    Listen { addr: String, cause: std::io::Error },
     #[error("the worker thread panicked")]
     WorkerPanicked,
 }
@@ -62,11 +62,11 @@ pub async fn run(
     if opts.http {
         let addr: SocketAddr = cfg.http.listen.parse().map_err(|_| RunError::Listen {
             addr: cfg.http.listen.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port"),
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port"),
         })?;
         let (bound, task) = crate::http::serve(addr, metrics.clone(), http_stop.clone())
             .await
-            .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
+            .map_err(|cause| RunError::Listen { addr: cfg.http.listen.clone(), cause })?;
         info!(%bound, "serving /metrics and /healthz");
         if let Some(f) = on_listen {
             f(bound);

@@ -36,8 +36,8 @@ const EMBEDDED: &[(&str, &str)] = &[
 /// Why a schema directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaStoreError {
-    #[error("cannot read {path}: {source}; check [schemas].dir in the config")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}; check [schemas].dir in the config")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path} is not a valid ids.toml: {message}")]
     Ids { path: PathBuf, message: String },
     #[error("{path} is not a valid Avro schema: {message}")]
@@ -117,14 +117,14 @@ impl SchemaStore {
         // we accept is anywhere near 16 MiB. (Set once per process.)
         let _ = apache_avro::max_allocation_bytes(16 << 20);
         let ids_path = dir.join("ids.toml");
-        let ids_text = read("ids.toml").map_err(|source| SchemaStoreError::Read { path: ids_path.clone(), source })?;
+        let ids_text = read("ids.toml").map_err(|cause| SchemaStoreError::Read { path: ids_path.clone(), cause })?;
         let ids: IdsFile = toml::from_str(&ids_text)
             .map_err(|e| SchemaStoreError::Ids { path: ids_path.clone(), message: e.to_string() })?;
         let mut writers = HashMap::new();
         let mut readers: Vec<Option<(u32, Schema)>> = vec![None; EventKind::ALL.len()];
         for entry in ids.schema {
             let path = dir.join(&entry.file);
-            let text = read(&entry.file).map_err(|source| SchemaStoreError::Read { path: path.clone(), source })?;
+            let text = read(&entry.file).map_err(|cause| SchemaStoreError::Read { path: path.clone(), cause })?;
             let schema = Schema::parse_str(&text)
                 .map_err(|e| SchemaStoreError::Schema { path: path.clone(), message: e.to_string() })?;
             let name = match &schema {

@@ -55,11 +55,11 @@ pub struct WorkerReport {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "cannot create the Kafka consumer for brokers {brokers}: {source}; check kafka.brokers and kafka.properties"
+        "cannot create the Kafka consumer for brokers {brokers}: {cause}; check kafka.brokers and kafka.properties"
     )]
-    Consumer { brokers: String, source: KafkaError },
-    #[error("cannot subscribe to {topics:?}: {source}")]
-    Subscribe { topics: Vec<String>, source: KafkaError },
+    Consumer { brokers: String, cause: KafkaError },
+    #[error("cannot subscribe to {topics:?}: {cause}")]
+    Subscribe { topics: Vec<String>, cause: KafkaError },
     #[error("cannot create the dead-letter producer: {0}")]
     Producer(KafkaError),
 }
@@ -158,11 +158,9 @@ pub fn run_worker(
         .set("partition.assignment.strategy", "range");
     let consumer: BaseConsumer<RebalanceLog> = cc
         .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()) })
-        .map_err(|source| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), source })?;
+        .map_err(|cause| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), cause })?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|source| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), source })?;
+    consumer.subscribe(&topics).map_err(|cause| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), cause })?;
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {

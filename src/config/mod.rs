@@ -2,8 +2,7 @@
 //! its validation. Unknown fields are rejected; every validation error names
 //! the field, the value and the fix, and is reported at start, never later.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use crate::rules::{stats, Metric, RateRule, Severity};
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config field `{field}` = {value} is invalid: {problem}. Fix: {fix}")]
@@ -239,7 +238,7 @@ impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
         Self::parse(&text, path)
     }
 
@@ -256,187 +255,6 @@ impl Config {
     /// The defaults, with the default rule.
     pub fn with_defaults() -> Config {
         Config { rules: vec![RuleConfig::default_refund_rate()], ..Config::default() }
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let k = &self.kafka;
-        if k.brokers.trim().is_empty() {
-            return Err(invalid(
-                "kafka.brokers",
-                &k.brokers,
-                "empty",
-                "set it to host:port[,host:port], e.g. \"localhost:9092\"",
-            ));
-        }
-        if k.group_id.trim().is_empty() {
-            return Err(invalid("kafka.group_id", &k.group_id, "empty", "set a consumer group id, e.g. \"peakguard\""));
-        }
-        if k.topics.is_empty() {
-            return Err(invalid(
-                "kafka.topics",
-                &k.topics,
-                "no topics",
-                "list the event topics, e.g. [\"orders\", \"refunds\"]",
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (i, t) in k.topics.iter().enumerate() {
-            if t.trim().is_empty() || !seen.insert(t) {
-                return Err(invalid(format!("kafka.topics[{i}]"), t, "empty or listed twice", "list each topic once"));
-            }
-        }
-        for key in k.properties.keys() {
-            if let Some((_, instead)) = RESERVED_PROPERTIES.iter().find(|(r, _)| r == key) {
-                return Err(invalid(
-                    format!("kafka.properties.\"{key}\""),
-                    key,
-                    "set by peakguard itself",
-                    format!("use {instead}"),
-                ));
-            }
-        }
-        let e = &self.engine;
-        if e.windows.is_empty() {
-            return Err(invalid(
-                "engine.windows",
-                "[]",
-                "no windows",
-                "define at least one [[engine.windows]] with name, size and step",
-            ));
-        }
-        let mut names = HashSet::new();
-        for (i, w) in e.windows.iter().enumerate() {
-            let field = format!("engine.windows[{i}]");
-            if !names.insert(w.name.as_str()) {
-                return Err(invalid(
-                    format!("{field}.name"),
-                    &w.name,
-                    "window name used twice",
-                    "give each window its own name",
-                ));
-            }
-            if w.step.as_millis() == 0 || w.step.as_millis() % 1000 != 0 {
-                return Err(invalid(
-                    format!("{field}.step"),
-                    humantime::format_duration(w.step).to_string(),
-                    "step must be a whole number of seconds, at least 1s",
-                    "use e.g. \"1m\"",
-                ));
-            }
-            if w.size < w.step || w.size.as_millis() % w.step.as_millis() != 0 {
-                return Err(invalid(
-                    format!("{field}.size"),
-                    humantime::format_duration(w.size).to_string(),
-                    "size must be a whole multiple of step",
-                    format!("use a multiple of {}", humantime::format_duration(w.step)),
-                ));
-            }
-            if w.size.as_millis() / w.step.as_millis() > 10_000 {
-                return Err(invalid(
-                    format!("{field}.size"),
-                    humantime::format_duration(w.size).to_string(),
-                    "more than 10000 buckets per window",
-                    "use a larger step",
-                ));
-            }
-        }
-        if e.allowed_lateness > Duration::from_secs(3600) {
-            return Err(invalid(
-                "engine.allowed_lateness",
-                humantime::format_duration(e.allowed_lateness).to_string(),
-                "more than 1h delays every alert by that much",
-                "use seconds to minutes, e.g. \"30s\"",
-            ));
-        }
-        if e.tick_interval.is_zero() || e.tick_interval > Duration::from_secs(60) {
-            return Err(invalid(
-                "engine.tick_interval",
-                humantime::format_duration(e.tick_interval).to_string(),
-                "must be between 1ms and 60s",
-                "use e.g. \"200ms\"",
-            ));
-        }
-        if e.dedup_capacity == 0 || e.dedup_capacity > 100_000_000 {
-            return Err(invalid(
-                "engine.dedup_capacity",
-                e.dedup_capacity,
-                "must be between 1 and 100000000",
-                "use e.g. 1000000 (about 20 MB)",
-            ));
-        }
-        if e.max_future < Duration::from_secs(1) {
-            return Err(invalid(
-                "engine.max_future",
-                humantime::format_duration(e.max_future).to_string(),
-                "shorter than 1s rejects normal clock skew",
-                "use e.g. \"1h\"",
-            ));
-        }
-        if e.idle_timeout.is_zero() {
-            return Err(invalid("engine.idle_timeout", "0s", "must be positive", "use e.g. \"30s\""));
-        }
-        let mut rule_names = HashSet::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let field = format!("rules[{i}]");
-            if r.name.trim().is_empty() || !rule_names.insert(r.name.as_str()) {
-                return Err(invalid(
-                    format!("{field}.name"),
-                    &r.name,
-                    "empty or used twice",
-                    "give each rule its own name",
-                ));
-            }
-            if Metric::from_name(&r.metric).is_none() {
-                return Err(invalid(
-                    format!("{field}.metric"),
-                    &r.metric,
-                    "no such metric",
-                    format!("use one of {}", Metric::names().join(", ")),
-                ));
-            }
-            if !names.contains(r.window.as_str()) {
-                let known: Vec<_> = e.windows.iter().map(|w| w.name.as_str()).collect();
-                return Err(invalid(
-                    format!("{field}.window"),
-                    &r.window,
-                    "no window has that name",
-                    format!("use one of {} or define it under [[engine.windows]]", known.join(", ")),
-                ));
-            }
-            if !(r.threshold > 0.0 && r.threshold < 1.0) {
-                return Err(invalid(
-                    format!("{field}.threshold"),
-                    r.threshold,
-                    "a rate threshold is a fraction between 0 and 1",
-                    "write 10% as 0.10",
-                ));
-            }
-            if !(r.confidence >= 0.5 && r.confidence < 1.0) {
-                return Err(invalid(
-                    format!("{field}.confidence"),
-                    r.confidence,
-                    "must be in [0.5, 1)",
-                    "use e.g. 0.95",
-                ));
-            }
-            if r.min_orders == 0 {
-                return Err(invalid(
-                    format!("{field}.min_orders"),
-                    r.min_orders,
-                    "a rate over zero orders means nothing",
-                    "use at least 1; 30 is a sane floor",
-                ));
-            }
-        }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                "http.listen",
-                &self.http.listen,
-                "not an ip:port address",
-                "use e.g. \"127.0.0.1:9464\"",
-            ));
-        }
-        Ok(())
     }
 
     /// The engine's view of this config.
@@ -480,72 +298,7 @@ impl Config {
     }
 }
 
+mod validate;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("test.toml"))
-    }
-
-    #[test]
-    fn example_config_is_valid() {
-        let text = include_str!("../config/peakguard.toml");
-        let cfg = parse(text).expect("config/peakguard.toml parses");
-        assert!(!cfg.rules.is_empty());
-    }
-
-    #[test]
-    fn unknown_window_names_field_value_and_fix() {
-        let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"15m\"\nthreshold = 0.1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("rules[0].window"), "{err}");
-        assert!(err.contains("\"15m\""), "{err}");
-        assert!(err.contains("use one of 5m, 1h, 24h, 30d"), "{err}");
-    }
-
-    #[test]
-    fn unknown_metric_lists_the_known_ones() {
-        let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refunds\"\nwindow = \"5m\"\nthreshold = 0.1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("rules[0].metric") && err.contains("refund_rate, quality_refund_rate"), "{err}");
-    }
-
-    #[test]
-    fn threshold_as_percent_is_rejected() {
-        let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"5m\"\nthreshold = 10\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("rules[0].threshold") && err.contains("0.10"), "{err}");
-    }
-
-    #[test]
-    fn unknown_field_is_rejected_with_its_name() {
-        let err = parse("[kafka]\nbroker = \"x:1\"\n").unwrap_err().to_string();
-        assert!(err.contains("broker"), "{err}");
-    }
-
-    #[test]
-    fn reserved_property_points_to_the_field() {
-        let err = parse("[kafka.properties]\n\"group.id\" = \"x\"\n").unwrap_err().to_string();
-        assert!(err.contains("kafka.group_id"), "{err}");
-    }
-
-    #[test]
-    fn bad_duration_and_window_shape() {
-        let err = parse("[engine]\nallowed_lateness = \"soon\"\n").unwrap_err().to_string();
-        assert!(err.contains("allowed_lateness"), "{err}");
-        let err = parse("[[engine.windows]]\nname = \"7m\"\nsize = \"7m\"\nstep = \"2m\"\n").unwrap_err().to_string();
-        assert!(err.contains("engine.windows[0].size") && err.contains("multiple of 2m"), "{err}");
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        let cfg = parse("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_SSL\"\n")
-            .unwrap();
-        let dump = format!("{:?}", cfg.kafka);
-        assert!(!dump.contains("hunter2") && dump.contains("<redacted>") && dump.contains("SASL_SSL"), "{dump}");
-    }
-}
+mod tests;

@@ -1,0 +1,68 @@
+//! Config parsing and validation: every error names the field, the value and the fix.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = include_str!("../../config/peakguard.toml");
+    let cfg = parse(text).expect("config/peakguard.toml parses");
+    assert!(!cfg.rules.is_empty());
+}
+
+#[test]
+fn unknown_window_names_field_value_and_fix() {
+    let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"15m\"\nthreshold = 0.1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules[0].window"), "{err}");
+    assert!(err.contains("\"15m\""), "{err}");
+    assert!(err.contains("use one of 5m, 1h, 24h, 30d"), "{err}");
+}
+
+#[test]
+fn unknown_metric_lists_the_known_ones() {
+    let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refunds\"\nwindow = \"5m\"\nthreshold = 0.1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules[0].metric") && err.contains("refund_rate, quality_refund_rate"), "{err}");
+}
+
+#[test]
+fn threshold_as_percent_is_rejected() {
+    let err = parse("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"5m\"\nthreshold = 10\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rules[0].threshold") && err.contains("0.10"), "{err}");
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_name() {
+    let err = parse("[kafka]\nbroker = \"x:1\"\n").unwrap_err().to_string();
+    assert!(err.contains("broker"), "{err}");
+}
+
+#[test]
+fn reserved_property_points_to_the_field() {
+    let err = parse("[kafka.properties]\n\"group.id\" = \"x\"\n").unwrap_err().to_string();
+    assert!(err.contains("kafka.group_id"), "{err}");
+}
+
+#[test]
+fn bad_duration_and_window_shape() {
+    let err = parse("[engine]\nallowed_lateness = \"soon\"\n").unwrap_err().to_string();
+    assert!(err.contains("allowed_lateness"), "{err}");
+    let err = parse("[[engine.windows]]\nname = \"7m\"\nsize = \"7m\"\nstep = \"2m\"\n").unwrap_err().to_string();
+    assert!(err.contains("engine.windows[0].size") && err.contains("multiple of 2m"), "{err}");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let cfg =
+        parse("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_SSL\"\n").unwrap();
+    let dump = format!("{:?}", cfg.kafka);
+    assert!(!dump.contains("hunter2") && dump.contains("<redacted>") && dump.contains("SASL_SSL"), "{dump}");
+}

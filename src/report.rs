@@ -1,0 +1,133 @@
+//! Human-readable summaries printed by the CLI: the demo summary and the
+//! replay timeline. Built as strings so they can be tested and logged.
+
+use crate::config::Config;
+use crate::demo::DemoSummary;
+use crate::rules::{Alert, AlertStatus};
+use crate::source::replay::ReplayReport;
+
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// One alert as a line: rule, shop, window, numbers.
+pub fn alert_line(a: &Alert) -> String {
+    format!(
+        "{} shop={} {} {}/{} = {:.1}% (Wilson lower bound {:.1}% > {:.1}%)",
+        a.rule,
+        a.shop_id,
+        a.window,
+        a.numerator,
+        a.denominator,
+        a.rate * 100.0,
+        a.wilson_lower_bound * 100.0,
+        a.threshold * 100.0
+    )
+}
+
+/// An event time as RFC 3339 (UTC, seconds).
+pub fn fmt_time(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+        .to_string()
+}
+
+/// The alert timeline and per-rule summary of a replay.
+pub fn replay(r: &ReplayReport, cfg: &Config) -> String {
+    let mut out = String::new();
+    outln!(out, "alert timeline (event time of the window end):");
+    for a in &r.alerts {
+        outln!(out, "  {}  {:<8}  {}", fmt_time(a.window_end), a.status.as_str(), alert_line(a));
+    }
+    outln!(out, "per rule:");
+    for rule in &cfg.rules {
+        let of_rule: Vec<_> = r.alerts.iter().filter(|a| a.rule == rule.name).collect();
+        let fired = of_rule.iter().filter(|a| a.status == AlertStatus::Firing).count();
+        let resolved = of_rule.len() - fired;
+        let mut shops: Vec<&str> = of_rule.iter().map(|a| a.shop_id.as_str()).collect();
+        shops.sort();
+        shops.dedup();
+        let shown: Vec<&str> = shops.iter().take(10).copied().collect();
+        outln!(
+            out,
+            "  {} ({} {} {} > {}): fired {fired}, resolved {resolved}, shops {}{}",
+            rule.name,
+            rule.metric,
+            rule.window,
+            rule.severity.as_str(),
+            rule.threshold,
+            shown.join(", "),
+            if shops.len() > 10 { format!(" and {} more", shops.len() - 10) } else { String::new() }
+        );
+    }
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let bad: u64 = r.errors.values().sum();
+    outln!(
+        out,
+        "replayed {} lines: {} events ({} folded, {} late, {} duplicate, {} future), {bad} undecodable, in {:.1}s ({:.0} events/s)",
+        r.lines,
+        r.events,
+        r.stats.folded,
+        r.stats.late,
+        r.stats.duplicate,
+        r.stats.future,
+        secs,
+        r.events as f64 / secs
+    );
+    for (reason, n) in &r.errors {
+        outln!(out, "  undecodable: {reason} x{n}");
+    }
+    for (line, e) in &r.first_errors {
+        outln!(out, "  line {line}: {e}");
+    }
+    out
+}
+
+/// The end-of-demo summary.
+pub fn demo(s: &DemoSummary) -> String {
+    let mut out = String::new();
+    let r = &s.run.report;
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    outln!(out, "\n=== peakguard demo summary ===");
+    outln!(out, "simulated time   {} .. {}", fmt_time(s.sim_start), fmt_time(s.sim_end));
+    outln!(out, "events produced  {}", s.produced);
+    outln!(
+        out,
+        "events processed {} in {:.1}s = {:.0} events/s, paced by the generator ({} folded, {} ignored kinds, {} late, {} undecodable)",
+        r.records,
+        secs,
+        r.records as f64 / secs,
+        r.stats.folded,
+        r.stats.ignored,
+        r.stats.late,
+        r.decode_errors
+    );
+    if !r.latency_ms.is_empty() {
+        outln!(
+            out,
+            "produce->fold    p50 {} ms, p99 {} ms, max {} ms",
+            r.latency_ms.value_at_quantile(0.5),
+            r.latency_ms.value_at_quantile(0.99),
+            r.latency_ms.max()
+        );
+    }
+    outln!(out, "shops held       {}", r.shops);
+    let firing: Vec<_> = s.run.alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
+    outln!(out, "alerts fired     {}", firing.len());
+    for a in &firing {
+        outln!(out, "  {} at {}", alert_line(a), fmt_time(a.window_end));
+    }
+    if let Some(spike) = &s.spike_shop {
+        let caught = firing.iter().any(|a| &a.shop_id == spike);
+        let others = firing.iter().filter(|a| &a.shop_id != spike).count();
+        outln!(out, "other shops      {others} alert(s) for shops without an injected incident");
+        outln!(
+            out,
+            "injected spike   {spike}: {}",
+            if caught { "detected" } else { "NOT detected (demo too short? try --duration 60s)" }
+        );
+    }
+    out
+}
