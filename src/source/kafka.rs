@@ -218,7 +218,10 @@ impl Worker<'_> {
                     }
                     Some(Err(KafkaError::PartitionEOF(p))) => self.partition_eof(consumer, p),
                     Some(Err(e)) => {
-                        warn!(error = %e, "consumer error");
+                        // A broker outage repeats this every poll: one line per interval.
+                        if let Some(suppressed) = self.limiter.allow("consumer_error", Instant::now()) {
+                            warn!(error = %e, suppressed, "consumer error");
+                        }
                         break;
                     }
                 }
