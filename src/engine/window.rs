@@ -48,6 +48,9 @@ struct Cell {
 struct Hot {
     /// Sum of the cells in buckets `head - len + 1 ..= head`.
     totals: Counts,
+    /// Sum of the cells in buckets `head - len ..= head - 1`: the window at the
+    /// last complete bucket, which is what rules and dashboards read most.
+    prev: Counts,
     /// Index in `cells` of each counter's cell in the head bucket, or `u32::MAX`.
     head_slots: [u32; NF],
 }
@@ -113,8 +116,20 @@ impl Ring {
                 let b = self.cells.partition_point(|c| (c.bucket as i64) <= hi);
                 a..b.max(a)
             };
+            if bucket == old + 1 {
+                hot.prev.0 = hot.totals.0;
+            }
             for c in &self.cells[r] {
                 hot.totals.sub_at(c.field as usize, c.value);
+            }
+            if bucket != old + 1 {
+                hot.prev = Counts::default();
+                let lo = bucket - len;
+                let a = self.cells.partition_point(|c| (c.bucket as i64) < lo);
+                let b = self.cells.partition_point(|c| (c.bucket as i64) < bucket);
+                for c in &self.cells[a..b.max(a)] {
+                    hot.prev.add_at(c.field as usize, c.value);
+                }
             }
             hot.head_slots = [u32::MAX; NF];
         }
@@ -199,6 +214,9 @@ impl Ring {
                 if bucket > self.head - self.len as i64 {
                     hot.totals.add_at(f, value);
                 }
+                if bucket < self.head && bucket >= self.head - self.len as i64 {
+                    hot.prev.add_at(f, value);
+                }
                 if !found && end < self.cells.len() - 1 {
                     // Inserted before the head bucket's cells: their indices moved.
                     for s in hot.head_slots.iter_mut().filter(|s| **s != u32::MAX && **s as usize >= end) {
@@ -214,11 +232,15 @@ impl Ring {
 
     /// Builds the running totals and head index.
     fn heat(&mut self) {
-        let mut hot = Box::new(Hot { totals: Counts::default(), head_slots: [u32::MAX; NF] });
+        let mut hot = Box::new(Hot { totals: Counts::default(), prev: Counts::default(), head_slots: [u32::MAX; NF] });
         let lo = self.head - self.len as i64 + 1;
         for (i, c) in self.cells.iter().enumerate() {
-            if c.bucket as i64 >= lo {
+            let b = c.bucket as i64;
+            if b >= lo {
                 hot.totals.add_at(c.field as usize, c.value);
+            }
+            if b >= lo - 1 && b < self.head {
+                hot.prev.add_at(c.field as usize, c.value);
             }
             if c.bucket as i64 == self.head {
                 hot.head_slots[c.field as usize] = i as u32;
@@ -237,6 +259,8 @@ impl Ring {
                     out.add_at(c.field as usize, c.value);
                 }
             }
+            Some(hot) if end == self.head => out.add(&hot.totals),
+            Some(hot) if end == self.head - 1 => out.add(&hot.prev),
             Some(hot) => {
                 out.add(&hot.totals);
                 if end >= self.head {
