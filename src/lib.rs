@@ -1,21 +1,24 @@
 //! peakguard: after-sales health during peak sales.
 //!
 //! ```text
-//!  Kafka (consumer group) ──> decode ──> fold into per-shop ──> rules ──> alert sinks (log, Kafka topic)
-//!  embedded demo cluster      (Avro,      sliding windows       (volume floor,
-//!                              Confluent   (event time,          Wilson bound,
-//!                              framing)    watermark)            lifecycle)  ──> Prometheus /metrics
+//!  Kafka (consumer group) ─┐                                                   ┌─> alert sinks (log, Kafka topic)
+//!  embedded demo cluster ──┼─> decode ──> fold into shop, category ──> rules ──┤
+//!  NDJSON replay file ─────┘   (Avro,     and platform windows         (volume └─> Prometheus /metrics
+//!                               Confluent (event time, watermark,      floor,      (platform and category
+//!                               framing;  dedup; activity and          Wilson      rates per window)
+//!                               JSON)     cohort basis)                bound)
 //! ```
 //!
 //! Module map:
 //! * [`event`]: the domain event model.
-//! * [`codec`]: Confluent wire format and Avro (schema store, decode, encode).
-//! * [`engine`]: per-shop event-time windows and watermarks (pure).
+//! * [`codec`]: Confluent wire format, Avro (schema store, decode, encode), JSON.
+//! * [`engine`]: per-shop, per-category and platform event-time windows,
+//!   watermarks, dedup (pure).
 //! * [`rules`]: rate rules, Wilson bound, alert lifecycle (pure).
 //! * [`pipeline`]: engine + rules driven by a worker (pure).
 //! * [`cli`]: the command line (clap).
 //! * [`config`]: the TOML configuration and its validation.
-//! * [`source`]: the Kafka consumer worker.
+//! * [`source`]: the Kafka consumer worker and NDJSON replay.
 //! * [`sink`]: alert delivery (log, Kafka alerts topic).
 //! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
 //! * [`report`]: the demo summary and replay timeline the CLI prints.
