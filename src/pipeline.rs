@@ -41,16 +41,11 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(cfg: EngineConfig, rules: Vec<RateRule>) -> Pipeline {
         let windows = cfg.windows.clone();
-        let readable = windows.iter().map(|w| cfg.allowed_lateness_ms.max(0) / w.step_ms + 1).collect();
         let evaluated = vec![None; windows.len()];
-        Pipeline {
-            engine: Engine::new(cfg),
-            rules: RuleSet::new(rules),
-            windows,
-            evaluated,
-            readable,
-            stats: PipelineStats::default(),
-        }
+        let engine = Engine::new(cfg);
+        // Exactly readable: as far behind a shop's newest bucket as its rings keep.
+        let readable = (0..windows.len()).map(|w| engine.slack(w) as i64).collect();
+        Pipeline { engine, rules: RuleSet::new(rules), windows, evaluated, readable, stats: PipelineStats::default() }
     }
 
     pub fn engine(&self) -> &Engine {
