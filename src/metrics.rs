@@ -27,6 +27,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `peakguard_alerts_firing`: (rule, shop) pairs firing now.
     pub alerts_firing: IntGauge,
+    /// `peakguard_alerts_pending`: (rule, shop) pairs breaching, waiting out `for`.
+    pub alerts_pending: IntGauge,
     /// `peakguard_sink_deliveries_total{sink, result}`.
     pub sink_deliveries: IntCounterVec,
     /// `peakguard_batch_duration_seconds`: time to decode and fold one polled batch.
@@ -77,6 +79,9 @@ impl Metrics {
         .expect("valid metric");
         let alerts_firing =
             IntGauge::new("peakguard_alerts_firing", "Alerts (rule, shop) firing now").expect("valid metric");
+        let alerts_pending =
+            IntGauge::new("peakguard_alerts_pending", "Alerts (rule, shop) breaching but waiting out their `for`")
+                .expect("valid metric");
         let sink_deliveries = IntCounterVec::new(
             Opts::new("peakguard_sink_deliveries_total", "Alert deliveries by sink and result"),
             &["sink", "result"],
@@ -128,6 +133,7 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         registry.register(Box::new(alerts_firing.clone())).expect("unique metric");
+        registry.register(Box::new(alerts_pending.clone())).expect("unique metric");
         registry.register(Box::new(batch_duration.clone())).expect("unique metric");
         registry.register(Box::new(watermark.clone())).expect("unique metric");
         registry.register(Box::new(shops.clone())).expect("unique metric");
@@ -149,6 +155,7 @@ impl Metrics {
             dead_letters,
             alerts,
             alerts_firing,
+            alerts_pending,
             sink_deliveries,
             batch_duration,
             watermark,

@@ -4,7 +4,8 @@
 //!
 //! Rules are evaluated on watermark ticks, at the end of every *complete*
 //! bucket (one that ends at or before the watermark) since the previous tick,
-//! for every shop whose counters changed and for every firing alert. Reading
+//! for every shop whose counters changed and for every pending or firing
+//! alert. Reading
 //! only complete buckets means a topic that lags behind another (orders
 //! behind refunds) never makes a healthy shop look like a spike.
 
@@ -136,7 +137,7 @@ impl Pipeline {
         let before = out.len();
         let windows = &self.windows;
         let rules = &mut self.rules;
-        let track_seen = rules.firing_count() > 0;
+        let track_seen = rules.active_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
         self.engine.drain_pending(|shop_id, category, shop, newest| {
             for r in 0..rules.rules().len() {
@@ -157,9 +158,10 @@ impl Pipeline {
             // Keep the shop pending until every window has evaluated its newest bucket.
             windows.iter().zip(ends).any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
         });
-        // Firing alerts of shops without new events: their windows drain.
+        // Pending and firing alerts of shops without new events: their windows
+        // drain, and `for` / `keep_firing_for` run out.
         let firing: Vec<(usize, Box<str>)> =
-            self.rules.firing().filter(|(_, s)| !seen.contains(*s)).map(|(r, s)| (r, s.into())).collect();
+            self.rules.active().filter(|(_, s)| !seen.contains(*s)).map(|(r, s)| (r, s.into())).collect();
         for (r, shop_id) in firing {
             let w = self.rules.rules()[r].window;
             let Some((from, end)) = spans[w] else {

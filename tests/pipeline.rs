@@ -124,3 +124,44 @@ fn late_future_and_duplicate_events_are_rejected() {
     let st = p.stats();
     assert_eq!((st.folded, st.late, st.future, st.duplicate), (3, 1, 1, 1));
 }
+
+/// With `for` and `keep_firing_for`, a pending alert fires and a firing one
+/// resolves as the watermark moves, even when its shop sends nothing more
+/// (another shop's events move time).
+#[test]
+fn pending_and_firing_alerts_progress_without_new_events() {
+    let mut cfg = Config::with_defaults();
+    cfg.rules[0].for_ = std::time::Duration::from_secs(120);
+    cfg.rules[0].keep_firing_for = std::time::Duration::from_secs(120);
+    let mut p = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    p.assign(ORDERS, 0);
+    let (mut alerts, mut n, mut now) = (Vec::new(), 0, 0);
+    for m in 0..30i64 {
+        // The spiking shop: 20 orders and 8 refunds a minute for 6 minutes, then silence.
+        if m < 6 {
+            for i in 0..20 {
+                p.ingest(ORDERS, &ev("spike", n, T0 + m * MINUTE + i * 1_000, false), now);
+                n += 1;
+            }
+            for i in 0..8 {
+                p.ingest(ORDERS, &ev("spike", n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
+                n += 1;
+            }
+        }
+        // Another shop keeps event time moving.
+        p.ingest(ORDERS, &ev("other", n, T0 + m * MINUTE + 59_000, false), now);
+        n += 1;
+        now += 10;
+        p.tick(now, &mut alerts);
+    }
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let (fired, resolved) = (&alerts[0], &alerts[1]);
+    assert_eq!((fired.status, resolved.status), (AlertStatus::Firing, AlertStatus::Resolved));
+    // The window ending T0+2m is the first over the 30-order floor (pending);
+    // it fires once the breach has held for 2 minutes.
+    assert_eq!(fired.starts_at, T0 + 4 * MINUTE);
+    // The last window with 30+ orders of the spike ends at T0+9m (minutes 4
+    // and 5); keep_firing_for holds it 2 more minutes.
+    assert_eq!(resolved.ends_at, Some(T0 + 11 * MINUTE), "{resolved:#?}");
+    assert_eq!(p.rules().active_count(), 0);
+}

@@ -182,6 +182,12 @@ pub struct RuleConfig {
     pub severity: Severity,
     #[serde(default)]
     pub runbook_url: Option<String>,
+    /// The condition must hold this long (event time) before the alert fires.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub for_: Duration,
+    /// A firing alert stays firing this long after the condition clears.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_firing_for: Duration,
 }
 
 fn default_min_orders() -> u64 {
@@ -210,6 +216,8 @@ impl RuleConfig {
             confidence: default_confidence(),
             severity: Severity::Page,
             runbook_url: None,
+            for_: Duration::ZERO,
+            keep_firing_for: Duration::ZERO,
         }
     }
 }
@@ -293,6 +301,8 @@ impl Config {
                 z: stats::z_for_confidence(r.confidence),
                 severity: r.severity,
                 runbook_url: r.runbook_url.clone(),
+                for_ms: r.for_.as_millis() as i64,
+                keep_firing_for_ms: r.keep_firing_for.as_millis() as i64,
             })
             .collect()
     }

@@ -170,6 +170,16 @@ impl Config {
                     "use e.g. 0.95",
                 ));
             }
+            for (name, d) in [("for", r.for_), ("keep_firing_for", r.keep_firing_for)] {
+                if d > Duration::from_secs(86_400) {
+                    return Err(invalid(
+                        format!("{field}.{name}"),
+                        humantime::format_duration(d).to_string(),
+                        "longer than a day delays or holds a page past any use",
+                        "use minutes, e.g. \"2m\"",
+                    ));
+                }
+            }
             if r.min_orders == 0 {
                 return Err(invalid(
                     format!("{field}.min_orders"),

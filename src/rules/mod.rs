@@ -36,6 +36,11 @@ pub struct RateRule {
     pub z: f64,
     pub severity: Severity,
     pub runbook_url: Option<String>,
+    /// The condition must hold this long (event time) before the alert fires.
+    pub for_ms: i64,
+    /// A firing alert stays firing this long after the condition stops
+    /// holding (against flapping).
+    pub keep_firing_for_ms: i64,
 }
 
 /// The numbers a rule computed at one window end.
@@ -58,33 +63,47 @@ impl RateRule {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Firing {
-    starts_at: Millis,
+/// Lifecycle of one (rule, shop): absent (inactive) -> pending -> firing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Breached since `since`, waiting out the rule's `for`.
+    Pending { since: Millis },
+    /// Notified; `last_breach` is the newest window end that breached.
+    Firing { starts_at: Millis, last_breach: Millis },
 }
 
-/// The rules in force and the lifecycle state of every firing (rule, shop).
+/// The rules in force and the lifecycle state of every pending or firing
+/// (rule, shop). Inactive pairs are not stored.
 pub struct RuleSet {
     rules: Vec<RateRule>,
-    firing: HashMap<(usize, Box<str>), Firing>,
+    active: HashMap<(usize, Box<str>), State>,
 }
 
 impl RuleSet {
     pub fn new(rules: Vec<RateRule>) -> RuleSet {
-        RuleSet { rules, firing: HashMap::new() }
+        RuleSet { rules, active: HashMap::new() }
     }
 
     pub fn rules(&self) -> &[RateRule] {
         &self.rules
     }
 
-    /// (rule index, shop id) of every firing alert.
-    pub fn firing(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.firing.keys().map(|(r, s)| (*r, &**s))
+    /// (rule index, shop id) of every pending or firing alert: they must be
+    /// evaluated as time passes even when the shop sees no events.
+    pub fn active(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.active.keys().map(|(r, s)| (*r, &**s))
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.active.len()
     }
 
     pub fn firing_count(&self) -> usize {
-        self.firing.len()
+        self.active.values().filter(|s| matches!(s, State::Firing { .. })).count()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.active.len() - self.firing_count()
     }
 
     /// Evaluates rule `r` for a shop at the window ending at `window_end`;
@@ -99,18 +118,33 @@ impl RuleSet {
     ) -> Option<Alert> {
         let rule = &self.rules[r];
         let eval = rule.evaluate(c);
+        let (for_ms, keep_ms) = (rule.for_ms, rule.keep_firing_for_ms);
         let key = (r, Box::<str>::from(shop_id));
-        match (self.firing.get(&key), eval.breached) {
-            (None, true) => {
-                self.firing.insert(key, Firing { starts_at: window_end });
+        let fire = State::Firing { starts_at: window_end, last_breach: window_end };
+        match (self.active.get(&key).copied(), eval.breached) {
+            (None, false) => None,
+            (None, true) if for_ms > 0 => {
+                self.active.insert(key, State::Pending { since: window_end });
+                None
+            }
+            (Some(State::Pending { since }), true) if window_end - since < for_ms => None,
+            (None, true) | (Some(State::Pending { .. }), true) => {
+                self.active.insert(key, fire);
                 Some(self.alert(r, shop_id, category, &eval, window_end, window_end, AlertStatus::Firing))
             }
-            (Some(f), false) => {
-                let starts_at = f.starts_at;
-                self.firing.remove(&key);
+            (Some(State::Pending { .. }), false) => {
+                self.active.remove(&key);
+                None
+            }
+            (Some(State::Firing { starts_at, .. }), true) => {
+                self.active.insert(key, State::Firing { starts_at, last_breach: window_end });
+                None
+            }
+            (Some(State::Firing { last_breach, .. }), false) if window_end - last_breach < keep_ms => None,
+            (Some(State::Firing { starts_at, .. }), false) => {
+                self.active.remove(&key);
                 Some(self.alert(r, shop_id, category, &eval, starts_at, window_end, AlertStatus::Resolved))
             }
-            _ => None,
         }
     }
 
@@ -196,6 +230,8 @@ mod tests {
             z: stats::z_for_confidence(0.95),
             severity: Severity::Page,
             runbook_url: None,
+            for_ms: 0,
+            keep_firing_for_ms: 0,
         }
     }
 
@@ -228,5 +264,30 @@ mod tests {
         assert_eq!((r.starts_at, r.ends_at), (1_000, Some(3_000)));
         assert_eq!(r.fingerprint, a.fingerprint);
         assert_eq!(set.firing_count(), 0);
+    }
+
+    #[test]
+    fn for_and_keep_firing_for_hold_back_and_debounce() {
+        let mut set = RuleSet::new(vec![RateRule { for_ms: 120_000, keep_firing_for_ms: 120_000, ..rule() }]);
+        let (bad, good) = (counts(100, 40), counts(100, 2));
+        let at = |set: &mut RuleSet, t: i64, c: &Counts| set.evaluate(0, "s1", "toys", c, t * 60_000);
+        // A one-minute blip never fires.
+        assert!(at(&mut set, 1, &bad).is_none());
+        assert_eq!(set.pending_count(), 1);
+        assert!(at(&mut set, 2, &good).is_none());
+        assert_eq!(set.active_count(), 0, "pending dropped silently");
+        // Two minutes of breach: fires at the end of the second.
+        assert!(at(&mut set, 3, &bad).is_none());
+        assert!(at(&mut set, 4, &bad).is_none());
+        let fired = at(&mut set, 5, &bad).expect("fires after `for`");
+        assert_eq!((fired.status, fired.starts_at), (AlertStatus::Firing, 5 * 60_000));
+        // A short dip does not resolve it (keep_firing_for).
+        assert!(at(&mut set, 6, &good).is_none());
+        assert!(at(&mut set, 7, &bad).is_none());
+        assert!(at(&mut set, 8, &good).is_none());
+        let resolved = at(&mut set, 9, &good).expect("resolves 2 minutes after the last breach at 7");
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+        assert_eq!((resolved.starts_at, resolved.ends_at), (5 * 60_000, Some(9 * 60_000)));
+        assert_eq!(set.active_count(), 0);
     }
 }

@@ -473,6 +473,7 @@ impl Worker<'_> {
             }
         }
         m.alerts_firing.set(self.pipeline.rules().firing_count() as i64);
+        m.alerts_pending.set(self.pipeline.rules().pending_count() as i64);
         m.shops.set(self.pipeline.engine().shop_count() as i64);
         if let Some(wm) = self.pipeline.watermark() {
             m.watermark.set(wm as f64 / 1000.0);
