@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use crate::engine::window::bucket_of;
-use crate::engine::{Engine, EngineConfig, Fold, SourceId, WindowSpec};
+use crate::engine::{Counts, Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
 use crate::rules::{Alert, AlertStatus, RateRule, RuleSet};
 
@@ -147,7 +147,8 @@ impl Pipeline {
                 };
                 for k in from..=end {
                     let end_ms = (k + 1) * windows[w].step_ms;
-                    if let Some(a) = rules.evaluate(r, shop_id, category, &shop.read(w, k), end_ms) {
+                    let long = confirm_counts(&rules.rules()[r], Some(shop), windows, end_ms);
+                    if let Some(a) = rules.evaluate(r, shop_id, category, &shop.read(w, k), long.as_ref(), end_ms) {
                         out.push(a);
                     }
                 }
@@ -172,7 +173,8 @@ impl Pipeline {
             for k in from..=end {
                 let counts = shop.map(|s| s.read(w, k)).unwrap_or_default();
                 let end_ms = (k + 1) * self.windows[w].step_ms;
-                if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &counts, end_ms) {
+                let long = confirm_counts(&self.rules.rules()[r], shop, &self.windows, end_ms);
+                if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &counts, long.as_ref(), end_ms) {
                     out.push(a);
                 }
             }
@@ -184,4 +186,17 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Counts of a multi-window rule's long window: the last of its complete
+/// buckets that ends at or before `end_ms` (the short window's end).
+fn confirm_counts(
+    rule: &RateRule,
+    shop: Option<ScopeView<'_>>,
+    windows: &[WindowSpec],
+    end_ms: Millis,
+) -> Option<Counts> {
+    let confirm = rule.confirm.as_ref()?;
+    let step = windows[confirm.window].step_ms;
+    Some(shop.map(|s| s.read(confirm.window, bucket_of(end_ms, step) - 1)).unwrap_or_default())
 }

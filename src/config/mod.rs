@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::{EngineConfig, WindowSpec};
-use crate::rules::{stats, Metric, RateRule, Severity};
+use crate::rules::{stats, Confirm, Metric, RateRule, Severity};
 
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,13 @@ pub struct RuleConfig {
     /// A firing alert stays firing this long after the condition clears.
     #[serde(default, with = "humantime_serde")]
     pub keep_firing_for: Duration,
+    /// Multi-window rule: a longer window that must breach too before the
+    /// alert fires; it resolves when `window` recovers.
+    #[serde(default)]
+    pub confirm_window: Option<String>,
+    /// Threshold of `confirm_window`; default: `threshold`.
+    #[serde(default)]
+    pub confirm_threshold: Option<f64>,
 }
 
 fn default_min_orders() -> u64 {
@@ -218,6 +225,8 @@ impl RuleConfig {
             runbook_url: None,
             for_: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
+            confirm_window: None,
+            confirm_threshold: None,
         }
     }
 }
@@ -303,6 +312,11 @@ impl Config {
                 runbook_url: r.runbook_url.clone(),
                 for_ms: r.for_.as_millis() as i64,
                 keep_firing_for_ms: r.keep_firing_for.as_millis() as i64,
+                confirm: r.confirm_window.as_ref().map(|name| Confirm {
+                    window: self.engine.windows.iter().position(|w| &w.name == name).unwrap_or(0),
+                    window_name: name.clone(),
+                    threshold: r.confirm_threshold.unwrap_or(r.threshold),
+                }),
             })
             .collect()
     }

@@ -66,3 +66,19 @@ fn secrets_are_redacted_in_debug() {
     let dump = format!("{:?}", cfg.kafka);
     assert!(!dump.contains("hunter2") && dump.contains("<redacted>") && dump.contains("SASL_SSL"), "{dump}");
 }
+
+#[test]
+fn confirm_window_must_exist_and_be_longer() {
+    let rule = "[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"1h\"\nthreshold = 0.1\n";
+    let err = parse(&format!("{rule}confirm_window = \"5m\"\n")).unwrap_err().to_string();
+    assert!(err.contains("rules[0].confirm_window") && err.contains("not longer"), "{err}");
+    let err = parse(&format!("{rule}confirm_window = \"2h\"\n")).unwrap_err().to_string();
+    assert!(err.contains("no window has that name"), "{err}");
+    let cfg = parse(&format!("{rule}confirm_window = \"24h\"\n")).expect("valid");
+    let confirm = cfg.rate_rules()[0].confirm.clone().expect("multi-window");
+    assert_eq!(
+        (confirm.window, confirm.threshold),
+        (2, 0.1),
+        "24h is the third window; threshold defaults to the rule's"
+    );
+}

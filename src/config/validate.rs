@@ -180,6 +180,35 @@ impl Config {
                     ));
                 }
             }
+            if let Some(long) = &r.confirm_window {
+                if !names.contains(long.as_str()) {
+                    return Err(invalid(
+                        format!("{field}.confirm_window"),
+                        long,
+                        "no window has that name",
+                        "use a window defined under [[engine.windows]], longer than `window`",
+                    ));
+                }
+                let size = |n: &str| e.windows.iter().find(|w| w.name == n).map(|w| w.size);
+                if size(long) <= size(&r.window) {
+                    return Err(invalid(
+                        format!("{field}.confirm_window"),
+                        long,
+                        "not longer than `window`",
+                        "confirm a short window with a longer one, e.g. window = \"5m\", confirm_window = \"1h\"",
+                    ));
+                }
+            }
+            if let Some(t) = r.confirm_threshold {
+                if !(t > 0.0 && t < 1.0) {
+                    return Err(invalid(
+                        format!("{field}.confirm_threshold"),
+                        t,
+                        "a rate threshold is a fraction between 0 and 1",
+                        "write 5% as 0.05",
+                    ));
+                }
+            }
             if r.min_orders == 0 {
                 return Err(invalid(
                     format!("{field}.min_orders"),

@@ -41,6 +41,18 @@ pub struct RateRule {
     /// A firing alert stays firing this long after the condition stops
     /// holding (against flapping).
     pub keep_firing_for_ms: i64,
+    /// Multi-window rule: a longer window that must breach too before the
+    /// alert fires (SRE-workbook style); it resolves on the short window alone.
+    pub confirm: Option<Confirm>,
+}
+
+/// The long window of a multi-window rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confirm {
+    /// Index into the engine's windows.
+    pub window: usize,
+    pub window_name: String,
+    pub threshold: f64,
 }
 
 /// The numbers a rule computed at one window end.
@@ -54,12 +66,26 @@ pub struct Evaluation {
 }
 
 impl RateRule {
+    /// Evaluates the rule's own (short) window.
     pub fn evaluate(&self, c: &Counts) -> Evaluation {
+        self.evaluate_at(c, self.threshold)
+    }
+
+    fn evaluate_at(&self, c: &Counts, threshold: f64) -> Evaluation {
         let (k, n) = self.metric.ratio(c);
         let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
         let bound = stats::wilson_lower_bound(k, n, self.z);
-        let breached = n >= self.min_denominator && k >= self.min_numerator && bound > self.threshold;
+        let breached = n >= self.min_denominator && k >= self.min_numerator && bound > threshold;
         Evaluation { numerator: k, denominator: n, rate, bound, breached }
+    }
+
+    /// Evaluates the confirming long window, if the rule has one.
+    pub fn evaluate_confirm(&self, long: Option<&Counts>) -> Option<Evaluation> {
+        let confirm = self.confirm.as_ref()?;
+        Some(match long {
+            Some(c) => self.evaluate_at(c, confirm.threshold),
+            None => Evaluation { numerator: 0, denominator: 0, rate: 0.0, bound: 0.0, breached: false },
+        })
     }
 }
 
@@ -106,22 +132,33 @@ impl RuleSet {
         self.active.len() - self.firing_count()
     }
 
-    /// Evaluates rule `r` for a shop at the window ending at `window_end`;
-    /// returns the transition, if any.
+    /// Evaluates rule `r` for a shop at the window ending at `window_end`
+    /// (`c`), with the counts of its confirming long window (`long`) for a
+    /// multi-window rule; returns the transition, if any.
     pub fn evaluate(
         &mut self,
         r: usize,
         shop_id: &str,
         category: &str,
         c: &Counts,
+        long: Option<&Counts>,
         window_end: Millis,
     ) -> Option<Alert> {
         let rule = &self.rules[r];
-        let eval = rule.evaluate(c);
+        let mut eval = rule.evaluate(c);
+        let confirm = rule.evaluate_confirm(long);
         let (for_ms, keep_ms) = (rule.for_ms, rule.keep_firing_for_ms);
         let key = (r, Box::<str>::from(shop_id));
+        let state = self.active.get(&key).copied();
+        // Firing needs the long window too; staying firing only the short one.
+        if !matches!(state, Some(State::Firing { .. })) {
+            eval.breached &= confirm.is_none_or(|e| e.breached);
+        }
         let fire = State::Firing { starts_at: window_end, last_breach: window_end };
-        match (self.active.get(&key).copied(), eval.breached) {
+        let alert = |set: &Self, starts_at, status| {
+            set.alert(r, shop_id, category, &eval, confirm.as_ref(), starts_at, window_end, status)
+        };
+        match (state, eval.breached) {
             (None, false) => None,
             (None, true) if for_ms > 0 => {
                 self.active.insert(key, State::Pending { since: window_end });
@@ -130,7 +167,7 @@ impl RuleSet {
             (Some(State::Pending { since }), true) if window_end - since < for_ms => None,
             (None, true) | (Some(State::Pending { .. }), true) => {
                 self.active.insert(key, fire);
-                Some(self.alert(r, shop_id, category, &eval, window_end, window_end, AlertStatus::Firing))
+                Some(alert(self, window_end, AlertStatus::Firing))
             }
             (Some(State::Pending { .. }), false) => {
                 self.active.remove(&key);
@@ -143,7 +180,7 @@ impl RuleSet {
             (Some(State::Firing { last_breach, .. }), false) if window_end - last_breach < keep_ms => None,
             (Some(State::Firing { starts_at, .. }), false) => {
                 self.active.remove(&key);
-                Some(self.alert(r, shop_id, category, &eval, starts_at, window_end, AlertStatus::Resolved))
+                Some(alert(self, starts_at, AlertStatus::Resolved))
             }
         }
     }
@@ -155,6 +192,7 @@ impl RuleSet {
         shop_id: &str,
         category: &str,
         e: &Evaluation,
+        confirm: Option<&Evaluation>,
         starts_at: Millis,
         window_end: Millis,
         status: AlertStatus,
@@ -187,6 +225,20 @@ impl RuleSet {
                 rule.threshold * 100.0
             ),
         );
+        if let (Some(c), Some(spec)) = (confirm, &rule.confirm) {
+            annotations.insert(
+                "confirm_window".to_string(),
+                format!(
+                    "{}: {} of {} ({:.2}%); Wilson lower bound {:.2}% vs {:.2}%",
+                    spec.window_name,
+                    c.numerator,
+                    c.denominator,
+                    c.rate * 100.0,
+                    c.bound * 100.0,
+                    spec.threshold * 100.0
+                ),
+            );
+        }
         if let Some(url) = &rule.runbook_url {
             annotations.insert("runbook_url".to_string(), url.clone());
         }
@@ -232,6 +284,7 @@ mod tests {
             runbook_url: None,
             for_ms: 0,
             keep_firing_for_ms: 0,
+            confirm: None,
         }
     }
 
@@ -254,12 +307,12 @@ mod tests {
     #[test]
     fn fires_once_then_resolves() {
         let mut set = RuleSet::new(vec![rule()]);
-        let a = set.evaluate(0, "s1", "apparel", &counts(100, 40), 1_000).expect("fires");
+        let a = set.evaluate(0, "s1", "apparel", &counts(100, 40), None, 1_000).expect("fires");
         assert_eq!(a.status, AlertStatus::Firing);
         assert_eq!((a.numerator, a.denominator), (40, 100));
         assert_eq!(a.labels["shop_id"], "s1");
-        assert!(set.evaluate(0, "s1", "apparel", &counts(120, 45), 2_000).is_none(), "no re-fire");
-        let r = set.evaluate(0, "s1", "apparel", &counts(100, 2), 3_000).expect("resolves");
+        assert!(set.evaluate(0, "s1", "apparel", &counts(120, 45), None, 2_000).is_none(), "no re-fire");
+        let r = set.evaluate(0, "s1", "apparel", &counts(100, 2), None, 3_000).expect("resolves");
         assert_eq!(r.status, AlertStatus::Resolved);
         assert_eq!((r.starts_at, r.ends_at), (1_000, Some(3_000)));
         assert_eq!(r.fingerprint, a.fingerprint);
@@ -270,7 +323,7 @@ mod tests {
     fn for_and_keep_firing_for_hold_back_and_debounce() {
         let mut set = RuleSet::new(vec![RateRule { for_ms: 120_000, keep_firing_for_ms: 120_000, ..rule() }]);
         let (bad, good) = (counts(100, 40), counts(100, 2));
-        let at = |set: &mut RuleSet, t: i64, c: &Counts| set.evaluate(0, "s1", "toys", c, t * 60_000);
+        let at = |set: &mut RuleSet, t: i64, c: &Counts| set.evaluate(0, "s1", "toys", c, None, t * 60_000);
         // A one-minute blip never fires.
         assert!(at(&mut set, 1, &bad).is_none());
         assert_eq!(set.pending_count(), 1);
@@ -289,5 +342,21 @@ mod tests {
         assert_eq!(resolved.status, AlertStatus::Resolved);
         assert_eq!((resolved.starts_at, resolved.ends_at), (5 * 60_000, Some(9 * 60_000)));
         assert_eq!(set.active_count(), 0);
+    }
+
+    #[test]
+    fn multi_window_fires_on_both_and_resolves_on_the_short_one() {
+        let confirm = Confirm { window: 1, window_name: "1h".into(), threshold: 0.05 };
+        let mut set = RuleSet::new(vec![RateRule { confirm: Some(confirm), ..rule() }]);
+        let (bad, good) = (counts(100, 40), counts(100, 2));
+        let long_low = counts(1_000, 45);
+        let long_high = counts(1_000, 120);
+        assert!(set.evaluate(0, "s", "c", &bad, Some(&long_low), 1).is_none(), "the long window is not over 5%");
+        assert!(set.evaluate(0, "s", "c", &bad, None, 2).is_none(), "no long counts, no page");
+        let fired = set.evaluate(0, "s", "c", &bad, Some(&long_high), 3).expect("both windows breach");
+        assert!(fired.annotations["confirm_window"].starts_with("1h: 120 of 1000"), "{:?}", fired.annotations);
+        assert!(set.evaluate(0, "s", "c", &bad, Some(&long_low), 4).is_none(), "stays firing on the short window");
+        let resolved = set.evaluate(0, "s", "c", &good, Some(&long_high), 5).expect("short window recovered");
+        assert_eq!(resolved.status, AlertStatus::Resolved);
     }
 }
