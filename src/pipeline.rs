@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use crate::engine::window::bucket_of;
 use crate::engine::{Counts, Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
-use crate::rules::{Alert, AlertStatus, RateRule, RuleSet};
+use crate::rules::{Alert, AlertStatus, RateRule, RuleSet, Scope};
 
 /// Running totals of what a pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -141,6 +141,9 @@ impl Pipeline {
         let mut seen: HashSet<Box<str>> = HashSet::new();
         self.engine.drain_pending(|shop_id, category, shop, newest| {
             for r in 0..rules.rules().len() {
+                if rules.rules()[r].scope != Scope::Shop {
+                    continue;
+                }
                 let w = rules.rules()[r].window;
                 let Some((from, end)) = spans[w] else {
                     continue;
@@ -161,8 +164,12 @@ impl Pipeline {
         });
         // Pending and firing alerts of shops without new events: their windows
         // drain, and `for` / `keep_firing_for` run out.
-        let firing: Vec<(usize, Box<str>)> =
-            self.rules.active().filter(|(_, s)| !seen.contains(*s)).map(|(r, s)| (r, s.into())).collect();
+        let rules = &self.rules;
+        let firing: Vec<(usize, Box<str>)> = rules
+            .active()
+            .filter(|(r, s)| rules.rules()[*r].scope == Scope::Shop && !seen.contains(*s))
+            .map(|(r, s)| (r, s.into()))
+            .collect();
         for (r, shop_id) in firing {
             let w = self.rules.rules()[r].window;
             let Some((from, end)) = spans[w] else {
@@ -179,10 +186,37 @@ impl Pipeline {
                 }
             }
         }
+        self.evaluate_scopes(&spans, out);
         for a in &out[before..] {
             match a.status {
                 AlertStatus::Firing => self.stats.fired += 1,
                 AlertStatus::Resolved => self.stats.resolved += 1,
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Category- and platform-scope rules: every category (or the platform)
+    /// at every bucket end of the tick; there are few of them.
+    fn evaluate_scopes(&mut self, spans: &[Option<(i64, i64)>], out: &mut Vec<Alert>) {
+        let (engine, rules, windows) = (&self.engine, &mut self.rules, &self.windows);
+        for r in 0..rules.rules().len() {
+            let (scope, w) = (rules.rules()[r].scope, rules.rules()[r].window);
+            let Some((from, end)) = spans[w] else { continue };
+            let targets: Vec<(&str, ScopeView<'_>)> = match scope {
+                Scope::Shop => continue,
+                Scope::Category => engine.categories().collect(),
+                Scope::Platform => engine.platform().map(|p| ("", p)).into_iter().collect(),
+            };
+            for k in from..=end {
+                let end_ms = (k + 1) * windows[w].step_ms;
+                for (name, view) in &targets {
+                    let long = confirm_counts(&rules.rules()[r], Some(*view), windows, end_ms);
+                    if let Some(a) = rules.evaluate(r, name, name, &view.read(w, k), long.as_ref(), end_ms) {
+                        out.push(a);
+                    }
+                }
             }
         }
     }

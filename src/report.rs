@@ -16,9 +16,9 @@ macro_rules! outln {
 /// One alert as a line: rule, shop, window, numbers.
 pub fn alert_line(a: &Alert) -> String {
     format!(
-        "{} shop={} {} {}/{} = {:.1}% (Wilson lower bound {:.1}% > {:.1}%)",
+        "{} {} {} {}/{} = {:.1}% (Wilson lower bound {:.1}% > {:.1}%)",
         a.rule,
-        a.shop_id,
+        if a.scope == "platform" { "platform".to_string() } else { format!("{}={}", a.scope, a.target()) },
         a.window,
         a.numerator,
         a.denominator,
@@ -46,7 +46,7 @@ pub fn replay(r: &ReplayReport, cfg: &Config) -> String {
         let of_rule: Vec<_> = r.alerts.iter().filter(|a| a.rule == rule.name).collect();
         let fired = of_rule.iter().filter(|a| a.status == AlertStatus::Firing).count();
         let resolved = of_rule.len() - fired;
-        let mut shops: Vec<&str> = of_rule.iter().map(|a| a.shop_id.as_str()).collect();
+        let mut shops: Vec<&str> = of_rule.iter().map(|a| a.target()).collect();
         shops.sort();
         shops.dedup();
         let shown: Vec<&str> = shops.iter().take(10).copied().collect();

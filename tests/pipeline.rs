@@ -165,3 +165,43 @@ fn pending_and_firing_alerts_progress_without_new_events() {
     assert_eq!(resolved.ends_at, Some(T0 + 11 * MINUTE), "{resolved:#?}");
     assert_eq!(p.rules().active_count(), 0);
 }
+
+/// Category- and platform-scope rules alert on the aggregate, with the
+/// scope in labels and fingerprint, and no shop id.
+#[test]
+fn category_and_platform_rules_alert_on_aggregates() {
+    let mut cfg = Config::with_defaults();
+    let mut platform = cfg.rules[0].clone();
+    platform.name = "platform_refunds".into();
+    platform.scope = peakguard::rules::Scope::Platform;
+    let mut category = cfg.rules[0].clone();
+    category.name = "category_refunds".into();
+    category.scope = peakguard::rules::Scope::Category;
+    cfg.rules = vec![platform, category];
+    let mut p = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    p.assign(ORDERS, 0);
+    let (mut alerts, mut n) = (Vec::new(), 0);
+    for m in 0..10i64 {
+        // Twenty shops, each too small to alert on its own: 2 orders and
+        // 1 refund a minute each.
+        for s in 0..20 {
+            let shop = format!("s{s}");
+            for i in 0..2 {
+                p.ingest(ORDERS, &ev(&shop, n, T0 + m * MINUTE + i * 1_000 + s, false), 0);
+                n += 1;
+            }
+            p.ingest(ORDERS, &ev(&shop, n, T0 + m * MINUTE + 30_000 + s, true), 0);
+            n += 1;
+        }
+        p.tick(m, &mut alerts);
+    }
+    p.finish(&mut alerts);
+    let scopes: Vec<(&str, &str, &str)> = alerts.iter().map(|a| (a.rule.as_str(), a.scope, a.target())).collect();
+    assert_eq!(scopes, vec![("platform_refunds", "platform", "platform"), ("category_refunds", "category", "home")]);
+    for a in &alerts {
+        assert_eq!(a.shop_id, "");
+        assert!(!a.labels.contains_key("shop_id"));
+        assert_eq!(a.labels["scope"], a.scope);
+    }
+    assert_ne!(alerts[0].fingerprint, alerts[1].fingerprint);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::{EngineConfig, WindowSpec};
-use crate::rules::{stats, Confirm, Metric, RateRule, Severity};
+use crate::rules::{stats, Confirm, Metric, RateRule, Scope, Severity};
 
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +164,9 @@ pub struct WindowConfig {
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
+    /// `shop` (default), `category` or `platform`.
+    #[serde(default)]
+    pub scope: Scope,
     /// One of [`Metric::names`], e.g. `refund_rate`.
     pub metric: String,
     pub window: String,
@@ -215,6 +218,7 @@ impl RuleConfig {
     pub fn default_refund_rate() -> RuleConfig {
         RuleConfig {
             name: "refund_rate_spike".into(),
+            scope: Scope::Shop,
             metric: "refund_rate".into(),
             window: "5m".into(),
             threshold: 0.10,
@@ -301,6 +305,7 @@ impl Config {
             .iter()
             .map(|r| RateRule {
                 name: r.name.clone(),
+                scope: r.scope,
                 metric: Metric::from_name(&r.metric).unwrap_or(Metric::RefundRate),
                 window: self.engine.windows.iter().position(|w| w.name == r.window).unwrap_or(0),
                 window_name: r.window.clone(),

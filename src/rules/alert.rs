@@ -51,7 +51,9 @@ pub struct Alert {
     pub status: AlertStatus,
     pub rule: String,
     pub severity: Severity,
+    /// `shop`, `category` or `platform`.
     pub scope: &'static str,
+    /// The shop, for shop-scope rules; empty otherwise.
     pub shop_id: String,
     pub category: String,
     pub metric: &'static str,
@@ -71,6 +73,17 @@ pub struct Alert {
     pub window_end: Millis,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Alert {
+    /// What the alert is about: the shop id, the category, or "platform".
+    pub fn target(&self) -> &str {
+        match self.scope {
+            "shop" => &self.shop_id,
+            "category" => &self.category,
+            _ => "platform",
+        }
+    }
 }
 
 /// Fingerprint of (rule, scope, key): first 16 hex digits of SHA-256 over the

@@ -21,10 +21,31 @@ pub use metric::Metric;
 use crate::engine::Counts;
 use crate::event::Millis;
 
+/// What a rule watches: each shop, each category, or the whole platform.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Shop,
+    Category,
+    Platform,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Shop => "shop",
+            Scope::Category => "category",
+            Scope::Platform => "platform",
+        }
+    }
+}
+
 /// A rate rule, resolved against the engine's windows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateRule {
     pub name: String,
+    pub scope: Scope,
     pub metric: Metric,
     /// Index into the engine's windows.
     pub window: usize,
@@ -132,7 +153,8 @@ impl RuleSet {
         self.active.len() - self.firing_count()
     }
 
-    /// Evaluates rule `r` for a shop at the window ending at `window_end`
+    /// Evaluates rule `r` for one key of its scope (a shop id, a category
+    /// name, or "" for the platform) at the window ending at `window_end`
     /// (`c`), with the counts of its confirming long window (`long`) for a
     /// multi-window rule; returns the transition, if any.
     pub fn evaluate(
@@ -189,7 +211,7 @@ impl RuleSet {
     fn alert(
         &self,
         r: usize,
-        shop_id: &str,
+        key: &str,
         category: &str,
         e: &Evaluation,
         confirm: Option<&Evaluation>,
@@ -203,14 +225,23 @@ impl RuleSet {
         labels.insert("alertname".to_string(), rule.name.clone());
         labels.insert("rule".to_string(), rule.name.clone());
         labels.insert("severity".to_string(), rule.severity.as_str().to_string());
-        labels.insert("scope".to_string(), "shop".to_string());
-        labels.insert("shop_id".to_string(), shop_id.to_string());
-        labels.insert("category".to_string(), category.to_string());
+        labels.insert("scope".to_string(), rule.scope.as_str().to_string());
+        if rule.scope == Scope::Shop {
+            labels.insert("shop_id".to_string(), key.to_string());
+        }
+        if !category.is_empty() {
+            labels.insert("category".to_string(), category.to_string());
+        }
         labels.insert("window".to_string(), rule.window_name.clone());
+        let subject = match rule.scope {
+            Scope::Shop => format!("shop {key}"),
+            Scope::Category => format!("category {key}"),
+            Scope::Platform => "the platform".to_string(),
+        };
         let mut annotations = BTreeMap::new();
         annotations.insert(
             "summary".to_string(),
-            format!("{metric} of shop {shop_id} is {:.1}% over the last {}", e.rate * 100.0, rule.window_name),
+            format!("{metric} of {subject} is {:.1}% over the last {}", e.rate * 100.0, rule.window_name),
         );
         annotations.insert("metric_definition".to_string(), rule.metric.description().to_string());
         annotations.insert(
@@ -243,12 +274,12 @@ impl RuleSet {
             annotations.insert("runbook_url".to_string(), url.clone());
         }
         Alert {
-            fingerprint: fingerprint(&rule.name, "shop", shop_id),
+            fingerprint: fingerprint(&rule.name, rule.scope.as_str(), key),
             status,
             rule: rule.name.clone(),
             severity: rule.severity,
-            scope: "shop",
-            shop_id: shop_id.to_string(),
+            scope: rule.scope.as_str(),
+            shop_id: if rule.scope == Scope::Shop { key.to_string() } else { String::new() },
             category: category.to_string(),
             metric,
             window: rule.window_name.clone(),
@@ -273,6 +304,7 @@ mod tests {
     fn rule() -> RateRule {
         RateRule {
             name: "refund_rate_5m".into(),
+            scope: Scope::Shop,
             metric: Metric::RefundRate,
             window: 0,
             window_name: "5m".into(),
