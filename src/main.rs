@@ -11,12 +11,16 @@ use peakguard::config::Config;
 use peakguard::demo::{self, DemoOptions};
 use peakguard::report;
 use peakguard::runtime::{self, RunOptions};
+use peakguard::source::kafka::RulesUpdate;
+use peakguard::source::WorkerOptions;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: piped logs must stay greppable.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -47,6 +51,31 @@ fn stop_on_signals(token: CancellationToken) {
         tracing::info!("shutdown requested");
         token.cancel();
     });
+}
+
+/// On SIGHUP, re-reads the config file and hands its rules to the worker; a
+/// bad file is rejected with its error and the rules in force stay.
+fn reload_rules_on_sighup(current: Config, path: std::path::PathBuf, slot: RulesUpdate) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; rules reload is off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match current.reload_rules(&path) {
+                Ok(rules) => {
+                    tracing::info!(file = %path.display(), rules = rules.len(), "rules reload accepted");
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(rules);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "rules reload rejected; the rules in force stay"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (current, path, slot);
 }
 
 fn load_store(cfg: &Config) -> anyhow::Result<Arc<SchemaStore>> {
@@ -121,9 +150,13 @@ async fn run() -> anyhow::Result<()> {
             let store = load_store(&cfg)?;
             tracing::info!(config = ?cfg.kafka, "starting");
             stop_on_signals(shutdown.clone());
-            let summary = runtime::run(cfg, store, shutdown, RunOptions { http: true, ..Default::default() }, None)
-                .await
-                .context("peakguard run failed")?;
+            let rules_update = RulesUpdate::default();
+            reload_rules_on_sighup(cfg.clone(), config.clone(), rules_update.clone());
+            let opts = RunOptions {
+                http: true,
+                worker: WorkerOptions { rules_update: Some(rules_update), ..Default::default() },
+            };
+            let summary = runtime::run(cfg, store, shutdown, opts, None).await.context("peakguard run failed")?;
             let r = &summary.report;
             println!(
                 "stopped: {} records, {} folded, {} late, {} undecodable, {} alerts",

@@ -57,6 +57,11 @@ impl Pipeline {
         &self.rules
     }
 
+    /// Puts new rules in force (same windows); see [`RuleSet::reload`].
+    pub fn reload_rules(&mut self, rules: Vec<RateRule>) -> usize {
+        self.rules.reload(rules)
+    }
+
     pub fn stats(&self) -> PipelineStats {
         self.stats
     }

@@ -150,7 +150,7 @@ impl Default for EngineSection {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     pub name: String,
@@ -276,6 +276,22 @@ impl Config {
     /// The defaults, with the default rule.
     pub fn with_defaults() -> Config {
         Config { rules: vec![RuleConfig::default_refund_rate()], ..Config::default() }
+    }
+
+    /// Re-reads `path` for a rules reload (SIGHUP). The new file must be
+    /// valid and keep the engine's windows (rules point into them); anything
+    /// else in it is ignored until a restart.
+    pub fn reload_rules(&self, path: &Path) -> Result<Vec<RateRule>, ConfigError> {
+        let new = Config::load(path)?;
+        if new.engine.windows != self.engine.windows {
+            return Err(invalid(
+                "engine.windows",
+                new.engine.windows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+                "windows cannot change while running",
+                "restart peakguard to change windows; rules alone reload on SIGHUP",
+            ));
+        }
+        Ok(new.rate_rules())
     }
 
     /// The engine's view of this config.

@@ -82,3 +82,21 @@ fn confirm_window_must_exist_and_be_longer() {
         "24h is the third window; threshold defaults to the rule's"
     );
 }
+
+#[test]
+fn reload_takes_new_rules_and_rejects_bad_files_and_window_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    let current = Config::with_defaults();
+    std::fs::write(&path, "[[rules]]\nname = \"r\"\nmetric = \"return_rate\"\nwindow = \"1h\"\nthreshold = 0.2\n")
+        .unwrap();
+    let rules = current.reload_rules(&path).expect("valid reload");
+    assert_eq!((rules[0].name.as_str(), rules[0].threshold), ("r", 0.2));
+    std::fs::write(&path, "[[rules]]\nname = \"r\"\nmetric = \"return_rate\"\nwindow = \"1h\"\nthreshold = 20\n")
+        .unwrap();
+    let err = current.reload_rules(&path).unwrap_err().to_string();
+    assert!(err.contains("rules[0].threshold"), "{err}");
+    std::fs::write(&path, "[[engine.windows]]\nname = \"5m\"\nsize = \"5m\"\nstep = \"1m\"\n").unwrap();
+    let err = current.reload_rules(&path).unwrap_err().to_string();
+    assert!(err.contains("windows cannot change while running"), "{err}");
+}

@@ -135,6 +135,21 @@ impl RuleSet {
         &self.rules
     }
 
+    /// Puts `rules` in force. Pending and firing alerts of rules that keep
+    /// their name and scope carry over (no repeat page); those of removed
+    /// rules are forgotten. Returns how many were forgotten.
+    pub fn reload(&mut self, rules: Vec<RateRule>) -> usize {
+        let new_index = |old: &RateRule| rules.iter().position(|r| r.name == old.name && r.scope == old.scope);
+        let map: Vec<Option<usize>> = self.rules.iter().map(new_index).collect();
+        let before = self.active.len();
+        self.active = std::mem::take(&mut self.active)
+            .into_iter()
+            .filter_map(|((r, key), state)| map[r].map(|n| ((n, key), state)))
+            .collect();
+        self.rules = rules;
+        before - self.active.len()
+    }
+
     /// (rule index, shop id) of every pending or firing alert: they must be
     /// evaluated as time passes even when the shop sees no events.
     pub fn active(&self) -> impl Iterator<Item = (usize, &str)> {
@@ -390,5 +405,19 @@ mod tests {
         assert!(set.evaluate(0, "s", "c", &bad, Some(&long_low), 4).is_none(), "stays firing on the short window");
         let resolved = set.evaluate(0, "s", "c", &good, Some(&long_high), 5).expect("short window recovered");
         assert_eq!(resolved.status, AlertStatus::Resolved);
+    }
+
+    #[test]
+    fn reload_keeps_state_of_kept_rules_and_forgets_removed_ones() {
+        let other = RateRule { name: "other".into(), ..rule() };
+        let mut set = RuleSet::new(vec![rule(), other.clone()]);
+        assert!(set.evaluate(0, "s", "c", &counts(100, 40), None, 1).is_some());
+        assert!(set.evaluate(1, "s", "c", &counts(100, 40), None, 1).is_some());
+        // Swap order, drop nothing: no repeat page.
+        assert_eq!(set.reload(vec![other.clone(), rule()]), 0);
+        assert!(set.evaluate(1, "s", "c", &counts(100, 40), None, 2).is_none(), "still firing, not re-sent");
+        // Remove "other": its state goes.
+        assert_eq!(set.reload(vec![RateRule { threshold: 0.2, ..rule() }]), 1);
+        assert_eq!(set.firing_count(), 1);
     }
 }

@@ -37,7 +37,12 @@ pub struct WorkerOptions {
     /// Stop once every assigned partition has reached the end of its log
     /// (tests, one-off catch-up); the last buckets are then evaluated too.
     pub exit_when_caught_up: bool,
+    /// New rules to put in force at the next tick (SIGHUP reload).
+    pub rules_update: Option<RulesUpdate>,
 }
+
+/// A slot the reload path fills and the worker empties at its next tick.
+pub type RulesUpdate = std::sync::Arc<Mutex<Option<Vec<crate::rules::RateRule>>>>;
 
 /// What a worker did, for the end-of-run summary.
 #[derive(Clone, Debug)]
@@ -232,6 +237,12 @@ impl Worker<'_> {
             }
             if last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
+                let update = opts.rules_update.as_ref().and_then(|slot| slot.lock().ok()?.take());
+                if let Some(rules) = update {
+                    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+                    let forgotten = self.pipeline.reload_rules(rules);
+                    info!(rules = ?names, forgotten, "rules reloaded");
+                }
                 let now = self.proc_now();
                 self.pipeline.tick(now, &mut self.alerts);
                 self.flush_alerts();
