@@ -49,9 +49,10 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Process a recorded event file (NDJSON, one event per line in the JSON
-    /// mapping of the schemas) at full speed and print the alert timeline and
-    /// a summary per rule. For tuning rules on last year's sale.
+    /// Process a recorded event file (an Avro container file, or NDJSON: one
+    /// event per line in the JSON mapping of the schemas) at full speed and
+    /// print the alert timeline and a summary per rule. For tuning rules on
+    /// last year's sale.
     Replay {
         #[arg(long, short)]
         input: PathBuf,

@@ -90,3 +90,28 @@ fn replayed_sale_alerts_on_the_spiking_shop_only() {
     let again = replay(Cursor::new(ndjson), &Config::with_defaults(), 500).expect("replays");
     assert_eq!(again.alerts, r.alerts);
 }
+
+/// An Avro object container file whose schema is a union of our order and
+/// refund records replays like the NDJSON file.
+#[test]
+fn avro_container_file_replays() {
+    use apache_avro::types::Value;
+    use peakguard::codec::avro::event_to_value;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap();
+    let union = apache_avro::Schema::parse_str(&format!("[{},{}]", read("order.avsc"), read("refund.avsc"))).unwrap();
+    let (events, spike) = sale(40);
+    let kept: Vec<&Event> =
+        events.iter().filter(|e| matches!(e.kind(), EventKind::Order | EventKind::Refund)).collect();
+    let mut writer = apache_avro::Writer::new(&union, Vec::new());
+    for e in &kept {
+        let index = if e.kind() == EventKind::Order { 0 } else { 1 };
+        writer.append(Value::Union(index, Box::new(event_to_value(e)))).expect("valid datum");
+    }
+    let bytes = writer.into_inner().unwrap();
+    let r = replay(Cursor::new(bytes), &Config::with_defaults(), 500).expect("replays");
+    assert!(r.errors.is_empty(), "{:?}", r.first_errors);
+    assert_eq!(r.events as usize, kept.len());
+    let firing: Vec<_> = r.alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
+    assert!(!firing.is_empty() && firing.iter().all(|a| a.shop_id == spike), "{firing:#?}");
+}

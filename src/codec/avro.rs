@@ -212,8 +212,14 @@ impl Fields {
         Ok(s)
     }
 
+    /// A nullable field; absent counts as null (a writer from before the
+    /// field existed, read without schema resolution, e.g. from a container file).
+    fn get_opt(&self, name: &'static str) -> &Value {
+        self.get(name).unwrap_or(&Value::Null)
+    }
+
     fn opt_string(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.get(name)? {
+        match self.get_opt(name) {
             Value::Null => Ok(None),
             Value::String(s) => Ok(Some(s.clone())),
             _ => Err(DecodeError::MissingField { field: name }),
@@ -233,7 +239,7 @@ impl Fields {
     }
 
     fn opt_time(&self, name: &'static str) -> Result<Option<Millis>, DecodeError> {
-        match self.get(name)? {
+        match self.get_opt(name) {
             Value::Null => Ok(None),
             _ => self.time(name).map(Some),
         }
@@ -285,7 +291,16 @@ fn check_time(field: &'static str, ms: Millis) -> Result<Millis, DecodeError> {
     }
 }
 
-fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError> {
+/// The event kind of a record schema (by its name), if it is one of ours.
+pub fn kind_of_schema(schema: &Schema) -> Option<EventKind> {
+    match schema {
+        Schema::Record(r) => kind_of_record(&r.name.name),
+        _ => None,
+    }
+}
+
+/// An [`Event`] from a decoded Avro record of `kind`.
+pub fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError> {
     let f = match value {
         Value::Record(fields) => Fields(fields),
         _ => return Err(DecodeError::MissingField { field: "<record>" }),
@@ -293,7 +308,7 @@ fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError>
     let body = match kind {
         EventKind::Order => EventBody::Order {
             step: f.symbol("type", OrderStep::from_symbol, OrderStep::Unknown)?,
-            cancelled_by: match f.get("cancelled_by")? {
+            cancelled_by: match f.get_opt("cancelled_by") {
                 Value::Null => None,
                 _ => Some(f.symbol("cancelled_by", CancelledBy::from_symbol, CancelledBy::Unknown)?),
             },
@@ -361,7 +376,8 @@ fn opt<T>(v: Option<T>, some: impl FnOnce(T) -> Value) -> Value {
     }
 }
 
-fn event_to_value(e: &Event) -> Value {
+/// The Avro record of an event, in the field order of `schemas/*.avsc`.
+pub fn event_to_value(e: &Event) -> Value {
     let mut fields: Vec<(String, Value)> = vec![
         ("event_id".into(), Value::String(e.event_id.clone())),
         ("shop_id".into(), Value::String(e.shop_id.clone())),
