@@ -100,3 +100,18 @@ fn reload_takes_new_rules_and_rejects_bad_files_and_window_changes() {
     let err = current.reload_rules(&path).unwrap_err().to_string();
     assert!(err.contains("windows cannot change while running"), "{err}");
 }
+
+#[test]
+fn every_preset_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/presets");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/presets exists") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!cfg.rules.is_empty(), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "presets: VAMP, ECP, Amazon, Taobao, peak-sale spike");
+}
