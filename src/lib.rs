@@ -19,7 +19,7 @@
 //! * [`cli`]: the command line (clap).
 //! * [`config`]: the TOML configuration and its validation.
 //! * [`source`]: the Kafka consumer worker and NDJSON replay.
-//! * [`sink`]: alert delivery (log, Kafka alerts topic).
+//! * [`sink`]: alert delivery (log, Kafka alerts topic, webhook), a queue per sink.
 //! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
 //! * [`report`]: the demo summary and replay timeline the CLI prints.
 //! * [`generator`]: synthetic peak-sale traffic with an injected incident.

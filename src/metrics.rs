@@ -29,8 +29,10 @@ pub struct Metrics {
     pub alerts_firing: IntGauge,
     /// `peakguard_alerts_pending`: (rule, shop) pairs breaching, waiting out `for`.
     pub alerts_pending: IntGauge,
-    /// `peakguard_sink_deliveries_total{sink, result}`.
+    /// `peakguard_sink_deliveries_total{sink, result}` (`ok`, `error`, `dropped`).
     pub sink_deliveries: IntCounterVec,
+    /// `peakguard_sink_queue_depth{sink}`: alerts waiting for a sink.
+    pub sink_queue_depth: IntGaugeVec,
     /// `peakguard_batch_duration_seconds`: time to decode and fold one polled batch.
     pub batch_duration: Histogram,
     /// `peakguard_watermark_timestamp_seconds`: event-time watermark.
@@ -87,6 +89,11 @@ impl Metrics {
             &["sink", "result"],
         )
         .expect("valid metric");
+        let sink_queue_depth = IntGaugeVec::new(
+            Opts::new("peakguard_sink_queue_depth", "Alerts queued for a sink, not yet delivered"),
+            &["sink"],
+        )
+        .expect("valid metric");
         let batch_duration = Histogram::with_opts(
             HistogramOpts::new("peakguard_batch_duration_seconds", "Time to decode and fold one polled batch")
                 .buckets(prometheus::exponential_buckets(0.000_01, 4.0, 10).expect("valid buckets")),
@@ -133,6 +140,7 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         registry.register(Box::new(alerts_firing.clone())).expect("unique metric");
+        registry.register(Box::new(sink_queue_depth.clone())).expect("unique metric");
         registry.register(Box::new(alerts_pending.clone())).expect("unique metric");
         registry.register(Box::new(batch_duration.clone())).expect("unique metric");
         registry.register(Box::new(watermark.clone())).expect("unique metric");
@@ -157,6 +165,7 @@ impl Metrics {
             alerts_firing,
             alerts_pending,
             sink_deliveries,
+            sink_queue_depth,
             batch_duration,
             watermark,
             shops,

@@ -14,7 +14,7 @@ use crate::codec::SchemaStore;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rules::Alert;
-use crate::sink::{self, kafka::KafkaSink};
+use crate::sink::{self, kafka::KafkaSink, webhook::WebhookSink, Sink};
 use crate::source::kafka::{client_config, SourceError};
 use crate::source::{run_worker, WorkerOptions, WorkerReport};
 
@@ -26,6 +26,8 @@ pub enum RunError {
     AlertsProducer(rdkafka::error::KafkaError),
     #[error("cannot listen on {addr} (http.listen): {cause}; pick a free port or stop what holds it")]
     Listen { addr: String, cause: std::io::Error },
+    #[error("cannot set up the webhook sink: {0}")]
+    Webhook(String),
     #[error("the worker thread panicked")]
     WorkerPanicked,
 }
@@ -73,14 +75,19 @@ pub async fn run(
         }
         http_task = Some(task);
     }
-    let kafka_sink = if cfg.kafka.alerts_topic.is_empty() {
-        None
-    } else {
-        Some(KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic).map_err(RunError::AlertsProducer)?)
-    };
+    let mut sinks = Vec::new();
+    if !cfg.kafka.alerts_topic.is_empty() {
+        let k = KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic).map_err(RunError::AlertsProducer)?;
+        sinks.push(("kafka", Sink::Kafka(k)));
+    }
+    if !cfg.webhook.url.is_empty() {
+        let w = WebhookSink::new(&cfg.webhook.url, &cfg.webhook.secret, cfg.webhook.timeout, cfg.webhook.attempts)
+            .map_err(|e| RunError::Webhook(e.to_string()))?;
+        sinks.push(("webhook", Sink::Webhook(w)));
+    }
     let (tx, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
     let delivered = Arc::new(Mutex::new(Vec::new()));
-    let sink_task = tokio::spawn(sink::run(rx, kafka_sink, metrics.clone(), delivered.clone()));
+    let sink_task = tokio::spawn(sink::run(rx, sinks, metrics.clone(), delivered.clone()));
 
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();

@@ -39,6 +39,38 @@ pub struct Config {
     pub engine: EngineSection,
     pub rules: Vec<RuleConfig>,
     pub http: HttpConfig,
+    pub webhook: WebhookConfig,
+}
+
+/// The generic webhook sink.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Where alerts are POSTed as JSON; empty disables the sink.
+    pub url: String,
+    /// Signs each body: `X-Peakguard-Signature: sha256=<hex HMAC-SHA256>`. Never printed.
+    pub secret: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deliveries tried per alert before it counts as an error.
+    pub attempts: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig { url: String::new(), secret: String::new(), timeout: Duration::from_secs(10), attempts: 5 }
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "<redacted>" })
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 #[derive(Clone, Deserialize)]

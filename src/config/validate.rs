@@ -218,6 +218,23 @@ impl Config {
                 ));
             }
         }
+        let w = &self.webhook;
+        if !(w.url.is_empty() || w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            return Err(invalid(
+                "webhook.url",
+                &w.url,
+                "not an http(s) URL",
+                "use e.g. \"https://hooks.example.com/peakguard\", or \"\" to disable",
+            ));
+        }
+        if !w.url.is_empty() && (w.attempts == 0 || w.timeout.is_zero()) {
+            return Err(invalid(
+                "webhook.attempts",
+                w.attempts,
+                "attempts and timeout must be positive",
+                "use e.g. attempts = 5, timeout = \"10s\"",
+            ));
+        }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",

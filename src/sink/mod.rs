@@ -1,43 +1,99 @@
-//! Alert delivery. The worker hands alerts to a bounded queue; one async task
-//! drains it and delivers each alert to every configured sink. A slow sink
-//! applies back-pressure instead of losing alerts.
+//! Alert delivery. The worker hands alerts to a bounded queue; a dispatcher
+//! logs each one and fans it out to one bounded queue per sink, each drained
+//! by its own task with its own retries. A dead or slow sink fills only its
+//! own queue: the worker and the other sinks go on, and what that sink had to
+//! drop is counted (`peakguard_sink_deliveries_total{result="dropped"}`).
 //!
-//! * [`log`]: structured log lines (always on).
+//! * [`log`]: structured log lines (always on, in the dispatcher).
 //! * [`kafka`]: JSON on the alerts topic, keyed by fingerprint.
+//! * [`webhook`]: JSON POSTed to a URL, optionally HMAC-signed.
 
 pub mod kafka;
 pub mod log;
+pub mod webhook;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tracing::warn;
 
 use crate::metrics::Metrics;
 use crate::rules::Alert;
 
-/// Capacity of the queue between the worker and the sinks.
+/// Capacity of the queue between the worker and the dispatcher, and of each sink's queue.
 pub const QUEUE_CAPACITY: usize = 1024;
 
-/// Every alert delivered, kept for the end-of-run summary.
+/// How long, at shutdown, sinks may take to drain their queues.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Every alert logged, kept for the end-of-run summary.
 pub type AlertLog = Arc<Mutex<Vec<Alert>>>;
 
-/// Drains `rx` until every sender is dropped, delivering each alert to the
-/// log, to Kafka when configured, and to `delivered`.
+/// An asynchronous alert sink.
+pub enum Sink {
+    Kafka(kafka::KafkaSink),
+    Webhook(webhook::WebhookSink),
+}
+
+impl Sink {
+    async fn deliver(&self, alert: &Alert) -> bool {
+        match self {
+            Sink::Kafka(k) => k.deliver(alert).await,
+            Sink::Webhook(w) => w.deliver(alert).await,
+        }
+    }
+}
+
+/// Drains `rx` until every sender is dropped: logs each alert, records it in
+/// `delivered`, and queues it for every sink (named for metrics). Returns once
+/// the sinks have drained (or [`DRAIN_TIMEOUT`] passed).
 pub async fn run(
     mut rx: mpsc::Receiver<Alert>,
-    kafka: Option<kafka::KafkaSink>,
+    sinks: Vec<(&'static str, Sink)>,
     metrics: Arc<Metrics>,
     delivered: AlertLog,
 ) {
+    let mut queues = Vec::new();
+    let mut tasks = Vec::new();
+    for (name, sink) in sinks {
+        let (tx, mut sink_rx) = mpsc::channel::<Arc<Alert>>(QUEUE_CAPACITY);
+        let m = metrics.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(alert) = sink_rx.recv().await {
+                m.sink_queue_depth.with_label_values(&[name]).dec();
+                let result = if sink.deliver(&alert).await { "ok" } else { "error" };
+                m.sink_deliveries.with_label_values(&[name, result]).inc();
+            }
+        }));
+        queues.push((name, tx));
+    }
     while let Some(alert) = rx.recv().await {
         log::deliver(&alert);
         metrics.sink_deliveries.with_label_values(&["log", "ok"]).inc();
-        if let Some(k) = &kafka {
-            let result = if k.deliver(&alert).await { "ok" } else { "error" };
-            metrics.sink_deliveries.with_label_values(&["kafka", result]).inc();
+        let shared = Arc::new(alert);
+        for (name, tx) in &queues {
+            match tx.try_send(shared.clone()) {
+                Ok(()) => metrics.sink_queue_depth.with_label_values(&[name]).inc(),
+                Err(_) => {
+                    metrics.sink_deliveries.with_label_values(&[name, "dropped"]).inc();
+                    warn!(sink = name, fingerprint = %shared.fingerprint, "sink queue full; alert dropped for this sink");
+                }
+            }
         }
         if let Ok(mut d) = delivered.lock() {
-            d.push(alert);
+            d.push((*shared).clone());
         }
+    }
+    drop(queues);
+    let drain = futures_join(tasks);
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        warn!("sinks did not drain within {DRAIN_TIMEOUT:?}; undelivered alerts are counted as queued");
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }
