@@ -115,3 +115,12 @@ fn every_preset_is_valid() {
     }
     assert!(n >= 5, "presets: VAMP, ECP, Amazon, Taobao, peak-sale spike");
 }
+
+#[test]
+fn webhook_url_is_checked_and_secret_redacted() {
+    let err = parse("[webhook]\nurl = \"hooks.example.com\"\n").unwrap_err().to_string();
+    assert!(err.contains("webhook.url") && err.contains("http(s)"), "{err}");
+    let cfg = parse("[webhook]\nurl = \"https://hooks.example.com/x\"\nsecret = \"hunter2\"\n").unwrap();
+    let dump = format!("{cfg:?}");
+    assert!(!dump.contains("hunter2") && dump.contains("<redacted>"), "{dump}");
+}
