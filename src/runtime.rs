@@ -14,7 +14,7 @@ use crate::codec::SchemaStore;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rules::Alert;
-use crate::sink::{self, kafka::KafkaSink, webhook::WebhookSink, Sink};
+use crate::sink::{self, alertmanager::AlertmanagerSink, kafka::KafkaSink, webhook::WebhookSink, Sink};
 use crate::source::kafka::{client_config, SourceError};
 use crate::source::{run_worker, WorkerOptions, WorkerReport};
 
@@ -26,7 +26,7 @@ pub enum RunError {
     AlertsProducer(rdkafka::error::KafkaError),
     #[error("cannot listen on {addr} (http.listen): {cause}; pick a free port or stop what holds it")]
     Listen { addr: String, cause: std::io::Error },
-    #[error("cannot set up the webhook sink: {0}")]
+    #[error("cannot set up an HTTP alert sink (webhook or Alertmanager): {0}")]
     Webhook(String),
     #[error("the worker thread panicked")]
     WorkerPanicked,
@@ -84,6 +84,12 @@ pub async fn run(
         let w = WebhookSink::new(&cfg.webhook.url, &cfg.webhook.secret, cfg.webhook.timeout, cfg.webhook.attempts)
             .map_err(|e| RunError::Webhook(e.to_string()))?;
         sinks.push(("webhook", Sink::Webhook(w)));
+    }
+    if !cfg.alertmanager.url.is_empty() {
+        let am = &cfg.alertmanager;
+        let a =
+            AlertmanagerSink::new(&am.url, am.timeout, am.attempts).map_err(|e| RunError::Webhook(e.to_string()))?;
+        sinks.push(("alertmanager", Sink::Alertmanager(a, am.resend_interval)));
     }
     let (tx, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
     let delivered = Arc::new(Mutex::new(Vec::new()));

@@ -40,6 +40,32 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     pub http: HttpConfig,
     pub webhook: WebhookConfig,
+    pub alertmanager: AlertmanagerConfig,
+}
+
+/// The Alertmanager sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://alertmanager:9093`; empty disables the sink.
+    pub url: String,
+    /// Firing alerts are re-sent this often (keep it under Alertmanager's `resolve_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub attempts: u32,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            url: String::new(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            attempts: 5,
+        }
+    }
 }
 
 /// The generic webhook sink.

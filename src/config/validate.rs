@@ -235,6 +235,23 @@ impl Config {
                 "use e.g. attempts = 5, timeout = \"10s\"",
             ));
         }
+        let am = &self.alertmanager;
+        if !(am.url.is_empty() || am.url.starts_with("http://") || am.url.starts_with("https://")) {
+            return Err(invalid(
+                "alertmanager.url",
+                &am.url,
+                "not an http(s) URL",
+                "use e.g. \"http://alertmanager:9093\", or \"\" to disable",
+            ));
+        }
+        if !am.url.is_empty() && (am.resend_interval < Duration::from_secs(1) || am.attempts == 0) {
+            return Err(invalid(
+                "alertmanager.resend_interval",
+                humantime::format_duration(am.resend_interval).to_string(),
+                "resend_interval must be at least 1s and attempts positive",
+                "use resend_interval = \"1m\" (Alertmanager's client contract)",
+            ));
+        }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",

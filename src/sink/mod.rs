@@ -7,7 +7,9 @@
 //! * [`log`]: structured log lines (always on, in the dispatcher).
 //! * [`kafka`]: JSON on the alerts topic, keyed by fingerprint.
 //! * [`webhook`]: JSON POSTed to a URL, optionally HMAC-signed.
+//! * [`alertmanager`]: Alertmanager's v2 API, firing alerts re-sent every minute.
 
+pub mod alertmanager;
 pub mod kafka;
 pub mod log;
 pub mod webhook;
@@ -34,6 +36,8 @@ pub type AlertLog = Arc<Mutex<Vec<Alert>>>;
 pub enum Sink {
     Kafka(kafka::KafkaSink),
     Webhook(webhook::WebhookSink),
+    /// With the interval at which firing alerts are re-sent.
+    Alertmanager(alertmanager::AlertmanagerSink, Duration),
 }
 
 impl Sink {
@@ -41,6 +45,22 @@ impl Sink {
         match self {
             Sink::Kafka(k) => k.deliver(alert).await,
             Sink::Webhook(w) => w.deliver(alert).await,
+            Sink::Alertmanager(a, _) => a.deliver(alert).await,
+        }
+    }
+
+    /// Periodic work between alerts (re-sending firing alerts), and how often.
+    fn periodic(&self) -> Option<Duration> {
+        match self {
+            Sink::Alertmanager(_, every) => Some(*every),
+            _ => None,
+        }
+    }
+
+    async fn on_period(&self) -> bool {
+        match self {
+            Sink::Alertmanager(a, _) => a.resend().await,
+            _ => true,
         }
     }
 }
@@ -60,10 +80,23 @@ pub async fn run(
         let (tx, mut sink_rx) = mpsc::channel::<Arc<Alert>>(QUEUE_CAPACITY);
         let m = metrics.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(alert) = sink_rx.recv().await {
-                m.sink_queue_depth.with_label_values(&[name]).dec();
-                let result = if sink.deliver(&alert).await { "ok" } else { "error" };
-                m.sink_deliveries.with_label_values(&[name, result]).inc();
+            let mut period = tokio::time::interval(sink.periodic().unwrap_or(Duration::from_secs(3600)));
+            period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            period.tick().await;
+            loop {
+                tokio::select! {
+                    next = sink_rx.recv() => {
+                        let Some(alert) = next else { break };
+                        m.sink_queue_depth.with_label_values(&[name]).dec();
+                        let result = if sink.deliver(&alert).await { "ok" } else { "error" };
+                        m.sink_deliveries.with_label_values(&[name, result]).inc();
+                    }
+                    _ = period.tick(), if sink.periodic().is_some() => {
+                        if !sink.on_period().await {
+                            m.sink_deliveries.with_label_values(&[name, "error"]).inc();
+                        }
+                    }
+                }
             }
         }));
         queues.push((name, tx));
