@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peakguard::engine::{Counts, Field};
-use peakguard::rules::{stats, Alert, Metric, RateRule, RuleSet, Scope, Severity};
+use peakguard::rules::{Alert, Metric, RateRule, RuleSet};
 use peakguard::sink::alertmanager::AlertmanagerSink;
 
 struct Server {
@@ -76,22 +76,9 @@ fn now_ms() -> i64 {
 }
 
 fn rule_set() -> RuleSet {
-    RuleSet::new(vec![RateRule {
-        name: "refund_rate_spike".into(),
-        scope: Scope::Shop,
-        metric: Metric::RefundRate,
-        window: 0,
-        window_name: "5m".into(),
-        threshold: 0.1,
-        min_denominator: 30,
-        min_numerator: 5,
-        z: stats::z_for_confidence(0.95),
-        severity: Severity::Page,
-        runbook_url: Some("https://wiki.example.com/runbooks/refund-spike".into()),
-        for_ms: 0,
-        keep_firing_for_ms: 0,
-        confirm: None,
-    }])
+    let mut rule = RateRule::new("refund_rate_spike", Metric::RefundRate, 0, "5m", 0.1);
+    rule.runbook_url = Some("https://wiki.example.com/runbooks/refund-spike".into());
+    RuleSet::new(vec![rule])
 }
 
 fn counts(orders: u64, refunds: u64) -> Counts {

@@ -11,7 +11,7 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use peakguard::engine::{Counts, Field};
 use peakguard::metrics::Metrics;
-use peakguard::rules::{stats, Alert, Metric, RateRule, RuleSet, Scope, Severity};
+use peakguard::rules::{Alert, Metric, RateRule, RuleSet};
 use peakguard::sink::webhook::{WebhookSink, SIGNATURE_HEADER};
 use peakguard::sink::{self, Sink};
 use sha2::Sha256;
@@ -41,22 +41,7 @@ async fn receiver() -> (String, Received) {
 }
 
 fn alerts(n: usize) -> Vec<Alert> {
-    let rule = RateRule {
-        name: "refund_rate_spike".into(),
-        scope: Scope::Shop,
-        metric: Metric::RefundRate,
-        window: 0,
-        window_name: "5m".into(),
-        threshold: 0.1,
-        min_denominator: 30,
-        min_numerator: 5,
-        z: stats::z_for_confidence(0.95),
-        severity: Severity::Page,
-        runbook_url: None,
-        for_ms: 0,
-        keep_firing_for_ms: 0,
-        confirm: None,
-    };
+    let rule = RateRule::new("refund_rate_spike", Metric::RefundRate, 0, "5m", 0.1);
     let mut set = RuleSet::new(vec![rule]);
     let mut c = Counts::default();
     c.add_at(Field::OrdersPaid as usize, 100);

@@ -87,6 +87,27 @@ pub struct Evaluation {
 }
 
 impl RateRule {
+    /// A shop-scope rule with the default volume floor (30 and 5), one-sided
+    /// 95% confidence, severity page, no `for`, no confirming window.
+    pub fn new(name: &str, metric: Metric, window: usize, window_name: &str, threshold: f64) -> RateRule {
+        RateRule {
+            name: name.to_string(),
+            scope: Scope::Shop,
+            metric,
+            window,
+            window_name: window_name.to_string(),
+            threshold,
+            min_denominator: 30,
+            min_numerator: 5,
+            z: stats::z_for_confidence(0.95),
+            severity: Severity::Page,
+            runbook_url: None,
+            for_ms: 0,
+            keep_firing_for_ms: 0,
+            confirm: None,
+        }
+    }
+
     /// Evaluates the rule's own (short) window.
     pub fn evaluate(&self, c: &Counts) -> Evaluation {
         self.evaluate_at(c, self.threshold)
@@ -317,22 +338,7 @@ mod tests {
     use super::*;
 
     fn rule() -> RateRule {
-        RateRule {
-            name: "refund_rate_5m".into(),
-            scope: Scope::Shop,
-            metric: Metric::RefundRate,
-            window: 0,
-            window_name: "5m".into(),
-            threshold: 0.10,
-            min_denominator: 30,
-            min_numerator: 5,
-            z: stats::z_for_confidence(0.95),
-            severity: Severity::Page,
-            runbook_url: None,
-            for_ms: 0,
-            keep_firing_for_ms: 0,
-            confirm: None,
-        }
+        RateRule::new("refund_rate_5m", Metric::RefundRate, 0, "5m", 0.10)
     }
 
     fn counts(orders: u64, refunds: u64) -> Counts {

@@ -12,14 +12,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tracing::warn;
 
+use super::http_post::JsonPost;
 use crate::rules::{Alert, AlertStatus};
 
 pub struct AlertmanagerSink {
-    client: reqwest::Client,
-    url: String,
+    post: JsonPost,
     /// Firing alerts by fingerprint, in Alertmanager's format, for re-sending.
     firing: Mutex<HashMap<String, Value>>,
-    attempts: u32,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -42,41 +41,18 @@ pub fn to_alertmanager(a: &Alert) -> Value {
 impl AlertmanagerSink {
     /// `base_url` like `http://127.0.0.1:9093`.
     pub fn new(base_url: &str, timeout: Duration, attempts: u32) -> Result<AlertmanagerSink, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
         let url = format!("{}/api/v2/alerts", base_url.trim_end_matches('/'));
-        Ok(AlertmanagerSink { client, url, firing: Mutex::new(HashMap::new()), attempts: attempts.max(1) })
+        Ok(AlertmanagerSink { post: JsonPost::new(url, timeout, attempts, "alertmanager")?, firing: Mutex::default() })
     }
 
     async fn post(&self, alerts: &[Value]) -> bool {
-        let body = match serde_json::to_vec(alerts) {
-            Ok(b) => b,
+        match serde_json::to_vec(alerts) {
+            Ok(body) => self.post.send(&body, &[]).await,
             Err(e) => {
-                warn!(error = %e, "cannot serialize alerts");
-                return false;
-            }
-        };
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=self.attempts {
-            let req = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            match req.send().await {
-                Ok(resp) if resp.status().is_success() => return true,
-                Ok(resp) if resp.status().is_client_error() => {
-                    warn!(status = %resp.status(), url = %self.url, "Alertmanager refused the alerts; not retrying");
-                    return false;
-                }
-                Ok(resp) => warn!(status = %resp.status(), attempt, url = %self.url, "Alertmanager delivery failed"),
-                Err(e) => warn!(error = %e, attempt, url = %self.url, "Alertmanager delivery failed"),
-            }
-            if attempt < self.attempts {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                warn!(error = %e, url = %self.post.url(), "cannot serialize alerts");
+                false
             }
         }
-        false
     }
 
     /// Sends one transition and remembers firing alerts for re-sending.

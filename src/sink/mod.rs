@@ -10,6 +10,7 @@
 //! * [`alertmanager`]: Alertmanager's v2 API, firing alerts re-sent every minute.
 
 pub mod alertmanager;
+pub mod http_post;
 pub mod kafka;
 pub mod log;
 pub mod webhook;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, ClientContext, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::dead_letter::DeadLetters;
 use super::limiter::LogLimiter;
 use crate::codec::{self, SchemaStore};
 use crate::config::Config;
@@ -127,8 +127,7 @@ struct SourceState {
 }
 
 struct Worker<'a> {
-    dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
-    dead_letter_topic: String,
+    dead_letters: Option<DeadLetters>,
     store: &'a SchemaStore,
     metrics: &'a Metrics,
     pipeline: Pipeline,
@@ -169,11 +168,10 @@ pub fn run_worker(
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {
-        Some(client_config(cfg).set("linger.ms", "20").create().map_err(SourceError::Producer)?)
+        Some(DeadLetters::new(&client_config(cfg), &cfg.kafka.dead_letter_topic).map_err(SourceError::Producer)?)
     };
     let mut w = Worker {
         dead_letters,
-        dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
         store,
         metrics,
         pipeline: Pipeline::new(cfg.engine_config(), cfg.rate_rules()),
@@ -439,39 +437,9 @@ impl Worker<'_> {
     }
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, reason: &'static str, error: &str) {
-        let Some(producer) = &self.dead_letters else {
-            return;
-        };
-        let partition = msg.partition().to_string();
-        let offset = msg.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "peakguard.reason", value: Some(reason) })
-            .insert(Header { key: "peakguard.source.topic", value: Some(msg.topic()) })
-            .insert(Header { key: "peakguard.source.partition", value: Some(&partition) })
-            .insert(Header { key: "peakguard.source.offset", value: Some(&offset) })
-            .insert(Header { key: "peakguard.error", value: Some(error) });
-        let mut record = BaseRecord::to(&self.dead_letter_topic).payload(msg.payload().unwrap_or(&[])).headers(headers);
-        if let Some(k) = msg.key() {
-            record = record.key(k);
+        if let Some(d) = &self.dead_letters {
+            d.send(msg, reason, error, self.metrics);
         }
-        let mut record = Some(record);
-        for _ in 0..100 {
-            match producer.send(record.take().expect("record present")) {
-                Ok(()) => {
-                    self.metrics.dead_letters.with_label_values(&[reason]).inc();
-                    return;
-                }
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    record = Some(r);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    warn!(error = %e, reason, "cannot write to the dead-letter topic");
-                    return;
-                }
-            }
-        }
-        warn!(reason, "dead-letter queue stayed full for 1s; record not dead-lettered");
     }
 
     fn flush_alerts(&mut self) {
@@ -495,8 +463,8 @@ impl Worker<'_> {
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(error = %e, "final commit failed");
         }
-        if let Some(p) = &self.dead_letters {
-            let _ = p.flush(Duration::from_secs(5));
+        if let Some(d) = &self.dead_letters {
+            d.flush(Duration::from_secs(5));
         }
         WorkerReport {
             records: self.records,

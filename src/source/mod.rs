@@ -1,9 +1,11 @@
 //! Where events come from.
 //!
 //! * [`kafka`]: the consumer-group worker that decodes, folds and evaluates.
+//! * [`dead_letter`]: records that cannot be folded, with their reason.
 //! * [`replay`]: a recorded NDJSON file through the same pipeline.
 //! * [`limiter`]: rate-limited logging of bad input.
 
+pub mod dead_letter;
 pub mod kafka;
 pub mod limiter;
 pub mod replay;
