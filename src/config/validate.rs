@@ -219,14 +219,7 @@ impl Config {
             }
         }
         let w = &self.webhook;
-        if !(w.url.is_empty() || w.url.starts_with("http://") || w.url.starts_with("https://")) {
-            return Err(invalid(
-                "webhook.url",
-                &w.url,
-                "not an http(s) URL",
-                "use e.g. \"https://hooks.example.com/peakguard\", or \"\" to disable",
-            ));
-        }
+        check_sink_url("webhook.url", &w.url, "https://hooks.example.com/peakguard")?;
         if !w.url.is_empty() && (w.attempts == 0 || w.timeout.is_zero()) {
             return Err(invalid(
                 "webhook.attempts",
@@ -236,14 +229,7 @@ impl Config {
             ));
         }
         let am = &self.alertmanager;
-        if !(am.url.is_empty() || am.url.starts_with("http://") || am.url.starts_with("https://")) {
-            return Err(invalid(
-                "alertmanager.url",
-                &am.url,
-                "not an http(s) URL",
-                "use e.g. \"http://alertmanager:9093\", or \"\" to disable",
-            ));
-        }
+        check_sink_url("alertmanager.url", &am.url, "http://alertmanager:9093")?;
         if !am.url.is_empty() && (am.resend_interval < Duration::from_secs(1) || am.attempts == 0) {
             return Err(invalid(
                 "alertmanager.resend_interval",
@@ -262,4 +248,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An HTTP sink's URL: empty (sink off) or http(s).
+fn check_sink_url(field: &str, url: &str, example: &str) -> Result<(), ConfigError> {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(());
+    }
+    Err(invalid(field, url, "not an http(s) URL", format!("use e.g. \"{example}\", or \"\" to disable")))
 }
