@@ -1,4 +1,4 @@
-//! The command line: `demo`, `run`, `check`.
+//! The command line: `demo`, `run`, `replay`, `generate`, `check`, `rules check`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +75,26 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Rules files: `peakguard rules check FILE`.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesAction {
+    /// Validate a rules file ([[rules]] and [[phases]]) and print what it
+    /// defines. Exits non-zero with the field, the value and the fix when
+    /// it is not valid.
+    Check {
+        /// The rules file.
+        file: PathBuf,
+        /// The config whose windows the rules use; the default windows
+        /// (5m, 1h, 24h, 30d) when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 

@@ -14,10 +14,12 @@
 //! * [`codec`]: Confluent wire format, Avro (schema store, decode, encode), JSON.
 //! * [`engine`]: per-shop, per-category and platform event-time windows,
 //!   watermarks, dedup (pure).
-//! * [`rules`]: rate rules, Wilson bound, alert lifecycle (pure).
+//! * [`rules`]: ratio, multi-window and spike rules, Wilson bound, campaign
+//!   calendar, alert lifecycle (pure).
 //! * [`pipeline`]: engine + rules driven by a worker (pure).
 //! * [`cli`]: the command line (clap).
-//! * [`config`]: the TOML configuration and its validation.
+//! * [`config`]: the TOML configuration, rules files and their validation.
+//! * [`reload`]: rules hot reload on SIGHUP or file change.
 //! * [`source`]: the Kafka consumer worker and NDJSON replay.
 //! * [`sink`]: alert delivery (log, Kafka alerts topic, webhook), a queue per sink.
 //! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
@@ -36,6 +38,7 @@ pub mod generator;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod report;
 pub mod rules;
 pub mod runtime;

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use peakguard::cli::{Cli, Command, LogFormat};
+use peakguard::cli::{Cli, Command, LogFormat, RulesAction};
 use peakguard::codec::SchemaStore;
 use peakguard::config::Config;
 use peakguard::demo::{self, DemoOptions};
 use peakguard::report;
 use peakguard::runtime::{self, RunOptions};
-use peakguard::source::kafka::RulesUpdate;
 use peakguard::source::WorkerOptions;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -53,31 +52,6 @@ fn stop_on_signals(token: CancellationToken) {
     });
 }
 
-/// On SIGHUP, re-reads the config file and hands its rules to the worker; a
-/// bad file is rejected with its error and the rules in force stay.
-fn reload_rules_on_sighup(current: Config, path: std::path::PathBuf, slot: RulesUpdate) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; rules reload is off");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match current.reload_rules(&path) {
-                Ok(rules) => {
-                    tracing::info!(file = %path.display(), rules = rules.len(), "rules reload accepted");
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(rules);
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "rules reload rejected; the rules in force stay"),
-            }
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = (current, path, slot);
-}
-
 fn load_store(cfg: &Config) -> anyhow::Result<Arc<SchemaStore>> {
     Ok(Arc::new(match &cfg.schemas.dir {
         Some(dir) => SchemaStore::load(dir)?,
@@ -113,6 +87,14 @@ async fn run() -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             let store = load_store(&cfg)?;
             println!("{} is valid.\n{:#?}\nschemas: {:?}", config.display(), cfg, store);
+        }
+        Command::Rules { action: RulesAction::Check { file, config } } => {
+            let base = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::with_defaults(),
+            };
+            let cfg = base.with_rules_file(&file)?;
+            print!("{}", report::rules(&cfg, &file));
         }
         Command::Replay { input, config, tick_every } => {
             let cfg = match config {
@@ -150,12 +132,7 @@ async fn run() -> anyhow::Result<()> {
             let store = load_store(&cfg)?;
             tracing::info!(config = ?cfg.kafka, "starting");
             stop_on_signals(shutdown.clone());
-            let rules_update = RulesUpdate::default();
-            reload_rules_on_sighup(cfg.clone(), config.clone(), rules_update.clone());
-            let opts = RunOptions {
-                http: true,
-                worker: WorkerOptions { rules_update: Some(rules_update), ..Default::default() },
-            };
+            let opts = RunOptions { http: true, reload_from: Some(config.clone()), worker: WorkerOptions::default() };
             let summary = runtime::run(cfg, store, shutdown, opts, None).await.context("peakguard run failed")?;
             let r = &summary.report;
             println!(

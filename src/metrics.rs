@@ -10,7 +10,7 @@ use crate::codec::DecodeError;
 use crate::engine::window::bucket_of;
 use crate::engine::{Engine, Fold, ScopeView};
 use crate::event::{EventKind, Millis, RefundType};
-use crate::rules::Metric;
+use crate::rules::{Metric, RuleSet};
 
 /// Categories beyond this many get no series of their own (bounded cardinality).
 pub const MAX_EXPORTED_CATEGORIES: usize = 200;
@@ -54,6 +54,19 @@ pub struct Metrics {
     pub categories_not_exported: IntGauge,
     /// `peakguard_dedup_evicted_total`: event ids forgotten by the dedup bound, not its horizon.
     pub dedup_evicted: IntGauge,
+    /// `peakguard_rules_reloads_total{result}` (`accepted`, `rejected`).
+    pub rules_reloads: IntCounterVec,
+    /// `peakguard_rules_loaded`: rules in force.
+    pub rules_loaded: IntGauge,
+    /// `peakguard_rules_muted_total{rule, reason}`: breaches not notified, because the
+    /// campaign calendar muted the rule (`phase`) or partitions were catching up
+    /// after a restart (`catching_up`).
+    pub rules_muted: IntGaugeVec,
+    /// `peakguard_campaign_phase{phase}`: 1 for the phase the watermark is in.
+    pub campaign_phase: IntGaugeVec,
+    /// `peakguard_catching_up`: 1 while assigned partitions replay their backlog
+    /// after a start or rebalance (alert notifications are held back).
+    pub catching_up: IntGauge,
 }
 
 impl Metrics {
@@ -136,7 +149,40 @@ impl Metrics {
             "Event ids forgotten by the dedup capacity bound before their horizon passed",
         )
         .expect("valid metric");
-        for c in [&events, &decode_errors, &dead_letters, &alerts, &sink_deliveries] {
+        let rules_reloads = IntCounterVec::new(
+            Opts::new("peakguard_rules_reloads_total", "Rules reloads (SIGHUP or file change) by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let rules_loaded = IntGauge::new("peakguard_rules_loaded", "Rules in force").expect("valid metric");
+        let rules_muted = IntGaugeVec::new(
+            Opts::new(
+                "peakguard_rules_muted_total",
+                "Rule breaches not notified: muted by a campaign phase, or while catching up",
+            ),
+            &["rule", "reason"],
+        )
+        .expect("valid metric");
+        let campaign_phase = IntGaugeVec::new(
+            Opts::new("peakguard_campaign_phase", "1 for the campaign phase the watermark is in"),
+            &["phase"],
+        )
+        .expect("valid metric");
+        let catching_up = IntGauge::new(
+            "peakguard_catching_up",
+            "1 while partitions replay their backlog after a start or rebalance; notifications are held",
+        )
+        .expect("valid metric");
+        for g in [&rules_loaded, &catching_up] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        for g in [&rules_muted, &campaign_phase] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        for result in ["accepted", "rejected"] {
+            rules_reloads.with_label_values(&[result]);
+        }
+        for c in [&events, &decode_errors, &dead_letters, &alerts, &sink_deliveries, &rules_reloads] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         registry.register(Box::new(alerts_firing.clone())).expect("unique metric");
@@ -176,6 +222,26 @@ impl Metrics {
             refund_completion,
             categories_not_exported,
             dedup_evicted,
+            rules_reloads,
+            rules_loaded,
+            rules_muted,
+            campaign_phase,
+            catching_up,
+        }
+    }
+
+    /// Publishes the rules in force, their mutes and the campaign phase at
+    /// `watermark`.
+    pub fn export_rules(&self, rules: &RuleSet, watermark: Option<Millis>, muted_catching_up: &[u64]) {
+        self.rules_loaded.set(rules.rules().len() as i64);
+        for (i, rule) in rules.rules().iter().enumerate() {
+            self.rules_muted.with_label_values(&[&rule.name, "phase"]).set(rules.muted()[i] as i64);
+            let held = muted_catching_up.get(i).copied().unwrap_or(0);
+            self.rules_muted.with_label_values(&[&rule.name, "catching_up"]).set(held as i64);
+        }
+        let current = watermark.and_then(|wm| rules.calendar().phase_at(wm)).map(|p| p.name.as_str());
+        for p in rules.calendar().phases() {
+            self.campaign_phase.with_label_values(&[&p.name]).set(i64::from(current == Some(p.name.as_str())));
         }
     }
 

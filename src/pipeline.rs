@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use crate::engine::window::bucket_of;
 use crate::engine::{Counts, Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
-use crate::rules::{Alert, AlertStatus, RateRule, RuleSet, Scope};
+use crate::rules::{Alert, AlertStatus, Inputs, RateRule, RuleBook, RuleSet, Scope};
 
 /// Running totals of what a pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(cfg: EngineConfig, rules: Vec<RateRule>) -> Pipeline {
+    pub fn new(cfg: EngineConfig, rules: impl Into<RuleBook>) -> Pipeline {
         let windows = cfg.windows.clone();
         let evaluated = vec![None; windows.len()];
         let engine = Engine::new(cfg);
@@ -58,7 +58,7 @@ impl Pipeline {
     }
 
     /// Puts new rules in force (same windows); see [`RuleSet::reload`].
-    pub fn reload_rules(&mut self, rules: Vec<RateRule>) -> usize {
+    pub fn reload_rules(&mut self, rules: impl Into<RuleBook>) -> usize {
         self.rules.reload(rules)
     }
 
@@ -144,19 +144,18 @@ impl Pipeline {
         let rules = &mut self.rules;
         let track_seen = rules.active_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
-        self.engine.drain_pending(|shop_id, category, shop, newest| {
+        self.engine.drain_pending(|shop_id, category, shop, cat, newest| {
             for r in 0..rules.rules().len() {
-                if rules.rules()[r].scope != Scope::Shop {
+                let rule = &rules.rules()[r];
+                let Some((from, end)) = spans[rule.window] else { continue };
+                if rule.scope != Scope::Shop {
                     continue;
                 }
-                let w = rules.rules()[r].window;
-                let Some((from, end)) = spans[w] else {
-                    continue;
-                };
+                let w = rule.window;
                 for k in from..=end {
+                    let read = Read::at(&rules.rules()[r], Some(shop), Some(cat), windows, k);
                     let end_ms = (k + 1) * windows[w].step_ms;
-                    let long = confirm_counts(&rules.rules()[r], Some(shop), windows, end_ms);
-                    if let Some(a) = rules.evaluate(r, shop_id, category, &shop.read(w, k), long.as_ref(), end_ms) {
+                    if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
                         out.push(a);
                     }
                 }
@@ -176,17 +175,16 @@ impl Pipeline {
             .map(|(r, s)| (r, s.into()))
             .collect();
         for (r, shop_id) in firing {
-            let w = self.rules.rules()[r].window;
-            let Some((from, end)) = spans[w] else {
-                continue;
-            };
+            let rule = &self.rules.rules()[r];
+            let Some((from, end)) = spans[rule.window] else { continue };
             let shop = self.engine.shop(&shop_id);
             let category = self.engine.shop_category(&shop_id).unwrap_or_default().to_string();
+            let cat = self.engine.category(&category);
             for k in from..=end {
-                let counts = shop.map(|s| s.read(w, k)).unwrap_or_default();
-                let end_ms = (k + 1) * self.windows[w].step_ms;
-                let long = confirm_counts(&self.rules.rules()[r], shop, &self.windows, end_ms);
-                if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &counts, long.as_ref(), end_ms) {
+                let rule = &self.rules.rules()[r];
+                let read = Read::at(rule, shop, cat, &self.windows, k);
+                let end_ms = (k + 1) * self.windows[rule.window].step_ms;
+                if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &read.inputs(), end_ms) {
                     out.push(a);
                 }
             }
@@ -217,12 +215,56 @@ impl Pipeline {
             for k in from..=end {
                 let end_ms = (k + 1) * windows[w].step_ms;
                 for (name, view) in &targets {
-                    let long = confirm_counts(&rules.rules()[r], Some(*view), windows, end_ms);
-                    if let Some(a) = rules.evaluate(r, name, name, &view.read(w, k), long.as_ref(), end_ms) {
+                    let read = Read::at(&rules.rules()[r], Some(*view), None, windows, k);
+                    if let Some(a) = rules.evaluate(r, name, name, &read.inputs(), end_ms) {
                         out.push(a);
                     }
                 }
             }
+        }
+    }
+}
+
+/// What a rule reads for one key at bucket `k` of its window: the window
+/// itself, the long window of a multi-window rule, and a spike rule's
+/// baseline and peers (the rest of the category).
+struct Read {
+    current: Counts,
+    confirm: Option<Counts>,
+    baseline: Option<Counts>,
+    peers: Option<Counts>,
+}
+
+impl Read {
+    fn at(
+        rule: &RateRule,
+        view: Option<ScopeView<'_>>,
+        category: Option<ScopeView<'_>>,
+        windows: &[WindowSpec],
+        k: i64,
+    ) -> Read {
+        let current = view.map(|v| v.read(rule.window, k)).unwrap_or_default();
+        let end_ms = (k + 1) * windows[rule.window].step_ms;
+        let confirm = confirm_counts(rule, view, windows, end_ms);
+        let spike = rule.spike.as_ref();
+        let baseline = spike.and_then(|s| s.baseline.as_ref()).map(|(bw, _)| {
+            // The last baseline bucket that ends where the current window starts.
+            let start_ms = end_ms - windows[rule.window].size_ms;
+            view.map(|v| v.read(*bw, bucket_of(start_ms, windows[*bw].step_ms) - 1)).unwrap_or_default()
+        });
+        let peers = spike
+            .and_then(|s| s.category_ratio)
+            .and(category)
+            .map(|c| c.read(rule.window, k).saturating_minus(&current));
+        Read { current, confirm, baseline, peers }
+    }
+
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            current: &self.current,
+            confirm: self.confirm.as_ref(),
+            baseline: self.baseline.as_ref(),
+            peers: self.peers.as_ref(),
         }
     }
 }

@@ -131,3 +131,54 @@ pub fn demo(s: &DemoSummary) -> String {
     }
     out
 }
+
+/// The rules and phases of a checked rules file, as `peakguard rules check` prints them.
+pub fn rules(cfg: &Config, file: &std::path::Path) -> String {
+    let mut out = String::new();
+    let book = cfg.rule_book();
+    outln!(out, "{} is valid: {} rules, {} phases.", file.display(), book.rules.len(), book.calendar.phases().len());
+    for r in &book.rules {
+        let mut kind = String::from("ratio");
+        if let Some(c) = &r.confirm {
+            kind = format!("multi-window (+{} > {:.2}%)", c.window_name, c.threshold * 100.0);
+        }
+        if let Some(s) = &r.spike {
+            let mut parts = Vec::new();
+            if let Some((_, name)) = &s.baseline {
+                parts.push(format!("{}x its own {name}", s.baseline_ratio));
+            }
+            if let Some(c) = s.category_ratio {
+                parts.push(format!("{c}x its category"));
+            }
+            kind = format!("spike ({})", parts.join(", "));
+        }
+        outln!(
+            out,
+            "  {} [{} {}]: {} over {} > {:.2}% (floor {} / {}), {}, for {}s, keep {}s",
+            r.name,
+            r.scope.as_str(),
+            r.severity.as_str(),
+            r.metric.name(),
+            r.window_name,
+            r.threshold * 100.0,
+            r.min_denominator,
+            r.min_numerator,
+            kind,
+            r.for_ms / 1000,
+            r.keep_firing_for_ms / 1000
+        );
+    }
+    for (p, raw) in book.calendar.phases().iter().zip(&cfg.phases) {
+        let changes: Vec<String> = p.thresholds.iter().map(|(r, t)| format!("{r} > {:.2}%", t * 100.0)).collect();
+        outln!(
+            out,
+            "  phase {}: {} .. {}; muted: [{}]; thresholds: [{}]",
+            p.name,
+            raw.start,
+            raw.end,
+            p.mute.join(", "),
+            changes.join(", ")
+        );
+    }
+    out
+}

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub worker: WorkerOptions,
     /// Serve /metrics and /healthz on `[http].listen`.
     pub http: bool,
+    /// The config file `cfg` came from: its rules reload on SIGHUP or when
+    /// it (or its rules file) changes.
+    pub reload_from: Option<std::path::PathBuf>,
 }
 
 /// What a run did.
@@ -95,9 +98,14 @@ pub async fn run(
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let sink_task = tokio::spawn(sink::run(rx, sinks, metrics.clone(), delivered.clone()));
 
+    let mut worker_opts = opts.worker.clone();
+    let reload_stop = CancellationToken::new();
+    if let Some(path) = opts.reload_from.clone() {
+        let slot = worker_opts.rules_update.get_or_insert_with(Default::default).clone();
+        crate::reload::spawn(cfg.clone(), path, slot, metrics.clone(), reload_stop.clone());
+    }
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();
-    let worker_opts = opts.worker.clone();
     std::thread::Builder::new()
         .name("peakguard-worker".into())
         .spawn(move || {
@@ -105,7 +113,9 @@ pub async fn run(
             let _ = done_tx.send(result);
         })
         .map_err(|_| RunError::WorkerPanicked)?;
-    let report = done_rx.await.map_err(|_| RunError::WorkerPanicked)??;
+    let report = done_rx.await.map_err(|_| RunError::WorkerPanicked);
+    reload_stop.cancel();
+    let report = report??;
     // The worker dropped its sender: the sink task drains what is queued and ends.
     let _ = sink_task.await;
     http_stop.cancel();

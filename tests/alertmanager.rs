@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peakguard::engine::{Counts, Field};
-use peakguard::rules::{Alert, Metric, RateRule, RuleSet};
+use peakguard::rules::{Alert, Inputs, Metric, RateRule, RuleSet};
 use peakguard::sink::alertmanager::AlertmanagerSink;
 
 struct Server {
@@ -94,7 +94,8 @@ async fn alert_appears_is_not_duplicated_and_resolves() {
     let url = server.url.clone();
     let sink = AlertmanagerSink::new(&url, Duration::from_secs(5), 3).unwrap();
     let mut rules = rule_set();
-    let fired: Alert = rules.evaluate(0, "shop-42", "apparel", &counts(100, 40), None, now_ms() - 60_000).unwrap();
+    let fired: Alert =
+        rules.evaluate(0, "shop-42", "apparel", &Inputs::of(&counts(100, 40)), now_ms() - 60_000).unwrap();
     assert!(sink.deliver(&fired).await, "POST accepted");
 
     let get = |url: String| async move { tokio::task::spawn_blocking(move || active_alerts(&url)).await.unwrap() };
@@ -115,7 +116,7 @@ async fn alert_appears_is_not_duplicated_and_resolves() {
     assert_eq!(alerts.iter().filter(|a| a["labels"]["shop_id"] == "shop-42").count(), 1, "{alerts:#?}");
 
     // Resolution: sent with endsAt, the alert leaves the active list.
-    let resolved = rules.evaluate(0, "shop-42", "apparel", &counts(100, 1), None, now_ms() - 1_000).unwrap();
+    let resolved = rules.evaluate(0, "shop-42", "apparel", &Inputs::of(&counts(100, 1)), now_ms() - 1_000).unwrap();
     assert!(sink.deliver(&resolved).await);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use peakguard::engine::counts::{completion_bin, hist_field};
 use peakguard::engine::window::bucket_of;
-use peakguard::engine::{Counts, Engine, EngineConfig, Field, Fold, SourceId, WindowSpec, NF};
+use peakguard::engine::{Counts, Engine, EngineConfig, Field, Fold, SourceId, WindowSpec, BASELINE_BUCKETS, NF};
 use peakguard::event::*;
 use proptest::prelude::*;
 
@@ -293,7 +293,7 @@ proptest! {
             let events: Vec<&Event> = r.accepted.iter().filter(|e| e.shop_id == shop).collect();
             if let Some(state) = engine.shop(shop) {
                 prop_assert_eq!(engine.shop_category(shop), Some(category));
-                check_scope(|w, end| state.read(w, end), &events, &windows, |w| engine.slack(w), shop)?;
+                check_scope(|w, end| state.read(w, end), &events, &windows, |w| engine.slack(w) + BASELINE_BUCKETS, shop)?;
             } else {
                 prop_assert!(events.iter().all(|e| contributions(e).is_empty()), "{} missing", shop);
             }
@@ -301,12 +301,12 @@ proptest! {
         for category in ["apparel", "toys"] {
             let events: Vec<&Event> = r.accepted.iter().filter(|e| e.category == category).collect();
             if let Some(scope) = engine.category(category) {
-                check_scope(|w, end| scope.read(w, end), &events, &windows, |w| engine.slack(w), category)?;
+                check_scope(|w, end| scope.read(w, end), &events, &windows, |w| engine.slack(w) + BASELINE_BUCKETS, category)?;
             }
         }
         let all: Vec<&Event> = r.accepted.iter().collect();
         if let Some(platform) = engine.platform() {
-            check_scope(|w, end| platform.read(w, end), &all, &windows, |w| engine.slack(w), "platform")?;
+            check_scope(|w, end| platform.read(w, end), &all, &windows, |w| engine.slack(w) + BASELINE_BUCKETS, "platform")?;
         }
     }
 }
@@ -322,7 +322,7 @@ fn idle_shops_are_evicted_once_their_windows_drain() {
     assert_eq!(engine.fold(src, &make(&later, 1, T0 + 2 * 1440 * MIN), 0), Fold::Folded);
     engine.update_watermark(0);
     // Both shops are pending until their rules have seen them.
-    engine.drain_pending(|_, _, _, _| false);
+    engine.drain_pending(|_, _, _, _, _| false);
     assert_eq!(engine.evict_idle(), 1, "s0's day-old windows are empty now");
     assert!(engine.shop("s0").is_none() && engine.shop("s2").is_some());
 }

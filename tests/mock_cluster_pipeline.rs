@@ -127,7 +127,10 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     cfg.kafka.alerts_topic = ALERTS.into();
     cfg.kafka.dead_letter_topic = DLQ.into();
     cfg.validate().expect("valid config");
-    let opts = RunOptions { worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() }, http: false };
+    let opts = RunOptions {
+        worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() },
+        ..RunOptions::default()
+    };
     let summary =
         tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
             .await

@@ -196,7 +196,8 @@ fn category_and_platform_rules_alert_on_aggregates() {
         p.tick(m, &mut alerts);
     }
     p.finish(&mut alerts);
-    let scopes: Vec<(&str, &str, &str)> = alerts.iter().map(|a| (a.rule.as_str(), a.scope, a.target())).collect();
+    let scopes: Vec<(&str, &str, &str)> =
+        alerts.iter().map(|a| (a.rule.as_str(), a.scope.as_str(), a.target())).collect();
     assert_eq!(scopes, vec![("platform_refunds", "platform", "platform"), ("category_refunds", "category", "home")]);
     for a in &alerts {
         assert_eq!(a.shop_id, "");

@@ -11,7 +11,7 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use peakguard::engine::{Counts, Field};
 use peakguard::metrics::Metrics;
-use peakguard::rules::{Alert, Metric, RateRule, RuleSet};
+use peakguard::rules::{Alert, Inputs, Metric, RateRule, RuleSet};
 use peakguard::sink::webhook::{WebhookSink, SIGNATURE_HEADER};
 use peakguard::sink::{self, Sink};
 use sha2::Sha256;
@@ -46,7 +46,7 @@ fn alerts(n: usize) -> Vec<Alert> {
     let mut c = Counts::default();
     c.add_at(Field::OrdersPaid as usize, 100);
     c.add_at(Field::RefundsRequested as usize, 40);
-    (0..n).map(|i| set.evaluate(0, &format!("shop-{i}"), "toys", &c, None, 60_000).expect("fires")).collect()
+    (0..n).map(|i| set.evaluate(0, &format!("shop-{i}"), "toys", &Inputs::of(&c), 60_000).expect("fires")).collect()
 }
 
 #[tokio::test]

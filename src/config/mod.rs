@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::{EngineConfig, WindowSpec};
-use crate::rules::{stats, Confirm, Metric, RateRule, Scope, Severity};
+use crate::rules::{stats, Calendar, Confirm, Metric, Phase, RateRule, RuleBook, Scope, Severity, Spike};
 
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config field `{field}` = {value} is invalid: {problem}. Fix: {fix}")]
     Invalid { field: String, value: String, problem: String, fix: String },
+    #[error("in rules file {path}: {source}")]
+    InRulesFile { path: PathBuf, source: Box<ConfigError> },
 }
 
 fn invalid(
@@ -37,7 +39,12 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub schemas: SchemasConfig,
     pub engine: EngineSection,
+    /// A separate TOML file with `[[rules]]` and `[[phases]]` (relative to
+    /// this file's directory); then this file holds neither.
+    pub rules_file: Option<PathBuf>,
     pub rules: Vec<RuleConfig>,
+    /// The campaign calendar.
+    pub phases: Vec<PhaseConfig>,
     pub http: HttpConfig,
     pub webhook: WebhookConfig,
     pub alertmanager: AlertmanagerConfig,
@@ -256,6 +263,48 @@ pub struct RuleConfig {
     /// Threshold of `confirm_window`; default: `threshold`.
     #[serde(default)]
     pub confirm_threshold: Option<f64>,
+    /// Spike rule: the shop's own trailing rate in this window (read where
+    /// the rule's window starts) times `baseline_ratio` must be exceeded too.
+    #[serde(default)]
+    pub baseline_window: Option<String>,
+    /// Spike rule: how many times its baseline the rate must be.
+    #[serde(default)]
+    pub baseline_ratio: Option<f64>,
+    /// Spike rule: how many times the rest of its category's rate (same
+    /// window) the shop's rate must be.
+    #[serde(default)]
+    pub category_ratio: Option<f64>,
+    /// Extra labels of the rule's alerts (e.g. team = "after-sales").
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations of the rule's alerts (e.g. dashboard = "https://...").
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A campaign phase: rules muted or given other thresholds between `start`
+/// and `end` (RFC 3339 with offset, e.g. "2026-11-10T20:00:00+08:00").
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    pub name: String,
+    pub start: String,
+    pub end: String,
+    /// Rule names silenced in this phase; "*" for all.
+    #[serde(default)]
+    pub mute: Vec<String>,
+    /// Rule name -> threshold in this phase.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f64>,
+}
+
+/// A rules file (`rules_file`, `peakguard rules check FILE`): rules and the
+/// campaign calendar, nothing else.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesFile {
+    pub rules: Vec<RuleConfig>,
+    pub phases: Vec<PhaseConfig>,
 }
 
 fn default_min_orders() -> u64 {
@@ -289,7 +338,16 @@ impl RuleConfig {
             keep_firing_for: Duration::ZERO,
             confirm_window: None,
             confirm_threshold: None,
+            baseline_window: None,
+            baseline_ratio: None,
+            category_ratio: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         }
+    }
+
+    pub fn is_spike(&self) -> bool {
+        self.baseline_window.is_some() || self.category_ratio.is_some()
     }
 }
 
@@ -324,11 +382,41 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        if cfg.rules.is_empty() {
-            cfg.rules.push(RuleConfig::default_refund_rate());
+        if let Some(file) = cfg.rules_path(path) {
+            if !cfg.rules.is_empty() || !cfg.phases.is_empty() {
+                return Err(invalid(
+                    "rules_file",
+                    file.display().to_string(),
+                    "rules or phases are also defined in the config file",
+                    "keep [[rules]] and [[phases]] in one place: the rules file, or the config file without rules_file",
+                ));
+            }
+            let rules = RulesFile::load(&file)?;
+            cfg.rules = rules.rules;
+            cfg.phases = rules.phases;
+            cfg.finish_rules();
+            cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: file, source: Box::new(e) })?;
+        } else {
+            cfg.finish_rules();
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// No rules at all means the default rule.
+    fn finish_rules(&mut self) {
+        if self.rules.is_empty() {
+            self.rules.push(RuleConfig::default_refund_rate());
+        }
+    }
+
+    /// Where `rules_file` points, relative to the config file at `config_path`.
+    pub fn rules_path(&self, config_path: &Path) -> Option<PathBuf> {
+        let file = self.rules_file.as_ref()?;
+        Some(match config_path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        })
     }
 
     /// The defaults, with the default rule.
@@ -336,20 +424,32 @@ impl Config {
         Config { rules: vec![RuleConfig::default_refund_rate()], ..Config::default() }
     }
 
-    /// Re-reads `path` for a rules reload (SIGHUP). The new file must be
-    /// valid and keep the engine's windows (rules point into them); anything
-    /// else in it is ignored until a restart.
-    pub fn reload_rules(&self, path: &Path) -> Result<Vec<RateRule>, ConfigError> {
+    /// This config with the rules and phases of the rules file at `path`
+    /// instead of its own, validated against its windows
+    /// (`peakguard rules check`).
+    pub fn with_rules_file(&self, path: &Path) -> Result<Config, ConfigError> {
+        let rules = RulesFile::load(path)?;
+        let mut cfg = Config { rules: rules.rules, phases: rules.phases, rules_file: None, ..self.clone() };
+        cfg.finish_rules();
+        cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: path.to_path_buf(), source: Box::new(e) })?;
+        Ok(cfg)
+    }
+
+    /// Re-reads the config at `path` (and its rules file) for a rules reload
+    /// (SIGHUP or a file change). It must be valid and keep the engine's
+    /// windows (rules point into them); anything else that changed is
+    /// ignored until a restart.
+    pub fn reload_rules(&self, path: &Path) -> Result<RuleBook, ConfigError> {
         let new = Config::load(path)?;
         if new.engine.windows != self.engine.windows {
             return Err(invalid(
                 "engine.windows",
                 new.engine.windows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
                 "windows cannot change while running",
-                "restart peakguard to change windows; rules alone reload on SIGHUP",
+                "restart peakguard to change windows; rules and phases alone reload on SIGHUP or file change",
             ));
         }
-        Ok(new.rate_rules())
+        Ok(new.rule_book())
     }
 
     /// The engine's view of this config.
@@ -373,15 +473,21 @@ impl Config {
         }
     }
 
+    /// The rules and the calendar. Call after [`validate`](Self::validate).
+    pub fn rule_book(&self) -> RuleBook {
+        RuleBook { rules: self.rate_rules(), calendar: Calendar::new(self.phases.iter().map(phase).collect()) }
+    }
+
     /// The rules, resolved against the windows. Call after [`validate`](Self::validate).
     pub fn rate_rules(&self) -> Vec<RateRule> {
+        let window = |name: &str| self.engine.windows.iter().position(|w| w.name == name).unwrap_or(0);
         self.rules
             .iter()
             .map(|r| RateRule {
                 name: r.name.clone(),
                 scope: r.scope,
                 metric: Metric::from_name(&r.metric).unwrap_or(Metric::RefundRate),
-                window: self.engine.windows.iter().position(|w| w.name == r.window).unwrap_or(0),
+                window: window(&r.window),
                 window_name: r.window.clone(),
                 threshold: r.threshold,
                 min_denominator: r.min_orders,
@@ -392,16 +498,51 @@ impl Config {
                 for_ms: r.for_.as_millis() as i64,
                 keep_firing_for_ms: r.keep_firing_for.as_millis() as i64,
                 confirm: r.confirm_window.as_ref().map(|name| Confirm {
-                    window: self.engine.windows.iter().position(|w| &w.name == name).unwrap_or(0),
+                    window: window(name),
                     window_name: name.clone(),
                     threshold: r.confirm_threshold.unwrap_or(r.threshold),
                 }),
+                spike: r.is_spike().then(|| Spike {
+                    baseline: r.baseline_window.as_ref().map(|name| (window(name), name.clone())),
+                    baseline_ratio: r.baseline_ratio.unwrap_or(DEFAULT_BASELINE_RATIO),
+                    category_ratio: r.category_ratio,
+                }),
+                labels: r.labels.clone(),
+                annotations: r.annotations.clone(),
             })
             .collect()
     }
 }
 
+/// A spike rule's default: three times its own baseline.
+pub const DEFAULT_BASELINE_RATIO: f64 = 3.0;
+
+/// A validated phase, its times in UTC ms.
+fn phase(p: &PhaseConfig) -> Phase {
+    Phase {
+        name: p.name.clone(),
+        start: parse_time(&p.start).unwrap_or(0),
+        end: parse_time(&p.end).unwrap_or(0),
+        mute: p.mute.clone(),
+        thresholds: p.thresholds.clone(),
+    }
+}
+
+/// RFC 3339 with an offset ("2026-11-11T00:00:00+08:00") as UTC ms.
+pub fn parse_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}
+
+impl RulesFile {
+    pub fn load(path: &Path) -> Result<RulesFile, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+}
+
 mod validate;
+mod validate_rules;
 
 #[cfg(test)]
 mod tests;

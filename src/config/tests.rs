@@ -90,8 +90,8 @@ fn reload_takes_new_rules_and_rejects_bad_files_and_window_changes() {
     let current = Config::with_defaults();
     std::fs::write(&path, "[[rules]]\nname = \"r\"\nmetric = \"return_rate\"\nwindow = \"1h\"\nthreshold = 0.2\n")
         .unwrap();
-    let rules = current.reload_rules(&path).expect("valid reload");
-    assert_eq!((rules[0].name.as_str(), rules[0].threshold), ("r", 0.2));
+    let book = current.reload_rules(&path).expect("valid reload");
+    assert_eq!((book.rules[0].name.as_str(), book.rules[0].threshold), ("r", 0.2));
     std::fs::write(&path, "[[rules]]\nname = \"r\"\nmetric = \"return_rate\"\nwindow = \"1h\"\nthreshold = 20\n")
         .unwrap();
     let err = current.reload_rules(&path).unwrap_err().to_string();
@@ -123,4 +123,81 @@ fn webhook_url_is_checked_and_secret_redacted() {
     let cfg = parse("[webhook]\nurl = \"https://hooks.example.com/x\"\nsecret = \"hunter2\"\n").unwrap();
     let dump = format!("{cfg:?}");
     assert!(!dump.contains("hunter2") && dump.contains("<redacted>"), "{dump}");
+}
+
+fn rule_text(extra: &str) -> String {
+    format!("[[rules]]\nname = \"r\"\nmetric = \"refund_rate\"\nwindow = \"1h\"\nthreshold = 0.05\n{extra}")
+}
+
+#[test]
+fn example_rules_file_is_valid_and_resolves() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/double11.toml");
+    let cfg = Config::with_defaults().with_rules_file(&path).expect("config/rules/double11.toml is valid");
+    let book = cfg.rule_book();
+    let spike = book.rules.iter().find(|r| r.spike.is_some()).expect("a spike rule");
+    let s = spike.spike.as_ref().unwrap();
+    assert_eq!(s.baseline.as_ref().map(|(w, n)| (*w, n.as_str())), Some((2, "24h")));
+    assert_eq!((s.baseline_ratio, s.category_ratio), (3.0, Some(2.0)));
+    assert_eq!(book.calendar.phases().len(), 4);
+    // 2026-11-11T00:30:00+08:00 is in the main sale.
+    let t = parse_time("2026-11-11T00:30:00+08:00").unwrap();
+    assert_eq!(t, 1_794_328_200_000);
+    assert_eq!(book.calendar.phase_at(t).map(|p| p.name.as_str()), Some("main_sale"));
+    assert_eq!(spike.labels["team"], "after-sales");
+}
+
+#[test]
+fn rules_file_from_config_is_relative_to_it_and_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let cfg_path = dir.path().join("peakguard.toml");
+    std::fs::write(&cfg_path, "rules_file = \"rules/r.toml\"\n").unwrap();
+    std::fs::write(dir.path().join("rules/r.toml"), rule_text("")).unwrap();
+    let cfg = Config::load(&cfg_path).expect("valid");
+    assert_eq!(cfg.rules.len(), 1);
+    assert_eq!(cfg.rules[0].name, "r");
+    std::fs::write(dir.path().join("rules/r.toml"), rule_text("baseline_window = \"30d\"\nbaseline_ratio = 0.5\n"))
+        .unwrap();
+    let err = Config::load(&cfg_path).unwrap_err().to_string();
+    assert!(err.starts_with("in rules file") && err.contains("r.toml"), "{err}");
+    assert!(err.contains("rules[0].baseline_ratio") && err.contains("at least 1"), "{err}");
+    // Rules in both places is ambiguous.
+    std::fs::write(&cfg_path, format!("rules_file = \"rules/r.toml\"\n{}", rule_text(""))).unwrap();
+    let err = Config::load(&cfg_path).unwrap_err().to_string();
+    assert!(err.contains("`rules_file`") && err.contains("one place"), "{err}");
+}
+
+#[test]
+fn spike_rule_checks() {
+    let err = parse(&rule_text("baseline_ratio = 3.0\n")).unwrap_err().to_string();
+    assert!(err.contains("rules[0].baseline_ratio") && err.contains("baseline_window"), "{err}");
+    // A 1h baseline (5m step) cannot sit under a 1h rule window.
+    let err = parse(&rule_text("baseline_window = \"1h\"\n")).unwrap_err().to_string();
+    assert!(err.contains("rules[0].baseline_window") && err.contains("step"), "{err}");
+    let err = parse(&rule_text("baseline_window = \"7d\"\n")).unwrap_err().to_string();
+    assert!(err.contains("no window has that name"), "{err}");
+    let err = parse(&rule_text("scope = \"platform\"\ncategory_ratio = 2.0\n")).unwrap_err().to_string();
+    assert!(err.contains("rules[0].category_ratio") && err.contains("shop"), "{err}");
+    let cfg = parse(&rule_text("baseline_window = \"24h\"\n")).expect("valid spike rule");
+    let spike = cfg.rate_rules()[0].spike.clone().expect("spike");
+    assert_eq!(spike.baseline_ratio, DEFAULT_BASELINE_RATIO);
+}
+
+#[test]
+fn phase_checks() {
+    let phase = |body: &str| format!("{}[[phases]]\nname = \"p\"\n{body}", rule_text(""));
+    let ok = "start = \"2026-11-11T00:00:00+08:00\"\nend = \"2026-11-12T00:00:00+08:00\"\n";
+    let cfg = parse(&phase(&format!("{ok}mute = [\"r\"]\n"))).expect("valid phase");
+    assert_eq!(cfg.rule_book().calendar.phases()[0].start, 1_794_326_400_000);
+    let err = parse(&phase("start = \"2026-11-11 00:00\"\nend = \"2026-11-12T00:00:00Z\"\n")).unwrap_err();
+    assert!(err.to_string().contains("phases[0].start") && err.to_string().contains("RFC 3339"), "{err}");
+    let err = parse(&phase("start = \"2026-11-12T00:00:00Z\"\nend = \"2026-11-11T00:00:00Z\"\n")).unwrap_err();
+    assert!(err.to_string().contains("phases[0].end"), "{err}");
+    let err = parse(&phase(&format!("{ok}mute = [\"nope\"]\n"))).unwrap_err().to_string();
+    assert!(err.contains("phases[0].mute[0]") && err.contains("\"nope\""), "{err}");
+    let err = parse(&phase(&format!("{ok}thresholds = {{ r = 5 }}\n"))).unwrap_err().to_string();
+    assert!(err.contains("phases[0].thresholds.r") && err.contains("0.10"), "{err}");
+    let two = format!("{}[[phases]]\nname = \"q\"\n{ok}", phase(ok));
+    let err = parse(&two).unwrap_err().to_string();
+    assert!(err.contains("phases[1].start") && err.contains("overlaps phase `p`"), "{err}");
 }

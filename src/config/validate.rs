@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{invalid, Config, ConfigError, RESERVED_PROPERTIES};
-use crate::rules::Metric;
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -126,98 +125,7 @@ impl Config {
         if e.idle_timeout.is_zero() {
             return Err(invalid("engine.idle_timeout", "0s", "must be positive", "use e.g. \"30s\""));
         }
-        let mut rule_names = HashSet::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let field = format!("rules[{i}]");
-            if r.name.trim().is_empty() || !rule_names.insert(r.name.as_str()) {
-                return Err(invalid(
-                    format!("{field}.name"),
-                    &r.name,
-                    "empty or used twice",
-                    "give each rule its own name",
-                ));
-            }
-            if Metric::from_name(&r.metric).is_none() {
-                return Err(invalid(
-                    format!("{field}.metric"),
-                    &r.metric,
-                    "no such metric",
-                    format!("use one of {}", Metric::names().join(", ")),
-                ));
-            }
-            if !names.contains(r.window.as_str()) {
-                let known: Vec<_> = e.windows.iter().map(|w| w.name.as_str()).collect();
-                return Err(invalid(
-                    format!("{field}.window"),
-                    &r.window,
-                    "no window has that name",
-                    format!("use one of {} or define it under [[engine.windows]]", known.join(", ")),
-                ));
-            }
-            if !(r.threshold > 0.0 && r.threshold < 1.0) {
-                return Err(invalid(
-                    format!("{field}.threshold"),
-                    r.threshold,
-                    "a rate threshold is a fraction between 0 and 1",
-                    "write 10% as 0.10",
-                ));
-            }
-            if !(r.confidence >= 0.5 && r.confidence < 1.0) {
-                return Err(invalid(
-                    format!("{field}.confidence"),
-                    r.confidence,
-                    "must be in [0.5, 1)",
-                    "use e.g. 0.95",
-                ));
-            }
-            for (name, d) in [("for", r.for_), ("keep_firing_for", r.keep_firing_for)] {
-                if d > Duration::from_secs(86_400) {
-                    return Err(invalid(
-                        format!("{field}.{name}"),
-                        humantime::format_duration(d).to_string(),
-                        "longer than a day delays or holds a page past any use",
-                        "use minutes, e.g. \"2m\"",
-                    ));
-                }
-            }
-            if let Some(long) = &r.confirm_window {
-                if !names.contains(long.as_str()) {
-                    return Err(invalid(
-                        format!("{field}.confirm_window"),
-                        long,
-                        "no window has that name",
-                        "use a window defined under [[engine.windows]], longer than `window`",
-                    ));
-                }
-                let size = |n: &str| e.windows.iter().find(|w| w.name == n).map(|w| w.size);
-                if size(long) <= size(&r.window) {
-                    return Err(invalid(
-                        format!("{field}.confirm_window"),
-                        long,
-                        "not longer than `window`",
-                        "confirm a short window with a longer one, e.g. window = \"5m\", confirm_window = \"1h\"",
-                    ));
-                }
-            }
-            if let Some(t) = r.confirm_threshold {
-                if !(t > 0.0 && t < 1.0) {
-                    return Err(invalid(
-                        format!("{field}.confirm_threshold"),
-                        t,
-                        "a rate threshold is a fraction between 0 and 1",
-                        "write 5% as 0.05",
-                    ));
-                }
-            }
-            if r.min_orders == 0 {
-                return Err(invalid(
-                    format!("{field}.min_orders"),
-                    r.min_orders,
-                    "a rate over zero orders means nothing",
-                    "use at least 1; 30 is a sane floor",
-                ));
-            }
-        }
+        self.validate_rules()?;
         let w = &self.webhook;
         check_sink_url("webhook.url", &w.url, "https://hooks.example.com/peakguard")?;
         if !w.url.is_empty() && (w.attempts == 0 || w.timeout.is_zero()) {

@@ -142,6 +142,15 @@ impl Counts {
         }
     }
 
+    /// `self - o`, counter by counter, never below zero.
+    pub fn saturating_minus(&self, o: &Counts) -> Counts {
+        let mut out = self.clone();
+        for (a, b) in out.0.iter_mut().zip(o.0.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        out
+    }
+
     pub fn is_zero(&self) -> bool {
         self.0.iter().all(|v| *v == 0)
     }

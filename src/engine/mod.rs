@@ -171,6 +171,12 @@ impl BucketCache {
     }
 }
 
+/// Extra buckets every ring keeps behind the oldest bucket rules evaluate, so
+/// a spike rule can read its baseline window where the current window starts
+/// (config validation keeps the baseline's step at least the rule window's
+/// size, so that is at most two buckets back).
+pub const BASELINE_BUCKETS: usize = 2;
+
 pub struct Engine {
     cfg: EngineConfig,
     bucket_cache: Vec<BucketCache>,
@@ -191,8 +197,13 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         debug_assert!(cfg.windows.iter().all(|w| w.step_ms > 0 && w.size_ms % w.step_ms == 0));
         // Enough buckets behind the head to read at a watermark that trails it
-        // by the allowed lateness, plus one for the bucket in progress.
-        let slack = cfg.windows.iter().map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2).collect();
+        // by the allowed lateness, plus one for the bucket in progress, plus
+        // [`BASELINE_BUCKETS`] for spike rules' baselines.
+        let slack = cfg
+            .windows
+            .iter()
+            .map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2 + BASELINE_BUCKETS)
+            .collect();
         let steps: Vec<i64> = cfg.windows.iter().map(|w| w.step_ms).collect();
         let fine = (0..steps.len()).min_by_key(|&w| steps[w]).unwrap_or(0);
         let layout = Layout {
@@ -228,9 +239,10 @@ impl Engine {
         &self.cfg
     }
 
-    /// How many buckets behind its head window `w` can be read exactly.
+    /// How many buckets behind its head window `w` can be read exactly by
+    /// rules at a complete bucket (the baseline margin kept aside).
     pub fn slack(&self, w: usize) -> usize {
-        self.layout.slack[w] - 1
+        self.layout.slack[w] - 1 - BASELINE_BUCKETS
     }
 
     pub fn layout(&self) -> &Layout {
@@ -364,8 +376,8 @@ impl Engine {
 
     /// Visits every shop changed since its rules last saw all of its data. A
     /// shop stays pending while `visit` returns true for it.
-    /// `visit(shop_id, category, shop, pending_until)`.
-    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, ScopeView<'_>, Millis) -> bool) {
+    /// `visit(shop_id, category name, shop, category, pending_until)`.
+    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool) {
         let mut i = 0;
         while i < self.pending.len() {
             let key = &self.pending[i];
@@ -373,7 +385,8 @@ impl Engine {
                 Some(shop) => {
                     let category = self.categories.get(shop.category as usize).map_or("", |c| c);
                     let view = ScopeView { layout: &self.layout, scope: &shop.scope };
-                    let keep = visit(key, category, view, shop.pending_until.unwrap_or(Millis::MIN));
+                    let cat = ScopeView { layout: &self.layout, scope: &self.category_scopes[shop.category as usize] };
+                    let keep = visit(key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN));
                     if !keep {
                         shop.pending_until = None;
                     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::Millis;
@@ -27,7 +27,7 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     Firing,
@@ -44,7 +44,7 @@ impl AlertStatus {
 }
 
 /// A rule's state change for one shop.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Stable id of (rule, scope, key): the same incident always has the same one.
     pub fingerprint: String,
@@ -52,11 +52,11 @@ pub struct Alert {
     pub rule: String,
     pub severity: Severity,
     /// `shop`, `category` or `platform`.
-    pub scope: &'static str,
+    pub scope: String,
     /// The shop, for shop-scope rules; empty otherwise.
     pub shop_id: String,
     pub category: String,
-    pub metric: &'static str,
+    pub metric: String,
     pub window: String,
     /// The rate's numerator in the window (e.g. refunds requested).
     pub numerator: u64,
@@ -64,7 +64,19 @@ pub struct Alert {
     pub denominator: u64,
     pub rate: f64,
     pub wilson_lower_bound: f64,
+    /// What the bound was compared with: the rule's threshold (or its
+    /// campaign phase's), or for a spike rule the largest of the floor,
+    /// the baseline comparison and the category comparison.
     pub threshold: f64,
+    /// Spike rules: the shop's own baseline rate, when it had the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_rate: Option<f64>,
+    /// Spike rules: the rate of the rest of the shop's category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_rate: Option<f64>,
+    /// The campaign phase the window end fell in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// Event time (UTC ms) of the window end at which the alert started firing.
     pub starts_at: Millis,
     /// Event time of the window end at which it resolved.
@@ -78,7 +90,7 @@ pub struct Alert {
 impl Alert {
     /// What the alert is about: the shop id, the category, or "platform".
     pub fn target(&self) -> &str {
-        match self.scope {
+        match self.scope.as_str() {
             "shop" => &self.shop_id,
             "category" => &self.category,
             _ => "platform",

@@ -1,24 +1,32 @@
 //! Alert rules and their lifecycle. Pure: callers hand in window counts and
 //! the event time of the window end; rules hand back [`Alert`] transitions.
 //!
+//! * [`rule`]: one rule and how it judges a window (ratio, multi-window, spike).
+//! * [`calendar`]: campaign phases that mute rules or change thresholds.
+//! * [`notify`]: the labels and annotations of an alert.
 //! * [`stats`]: the Wilson score lower bound.
 //! * [`alert`]: the notification every sink receives, and fingerprints.
 //!
-//! A rate rule fires for a shop when, in its window, the denominator and the
-//! numerator both reach their volume floors and the Wilson lower bound of the
-//! rate exceeds the threshold. It resolves when that no longer holds. Only
-//! firing (rule, shop) pairs are kept in memory.
+//! A rule breaches for a key (shop, category or platform) when, in its
+//! window, the denominator and the numerator both reach their volume floors
+//! and the Wilson lower bound of the rate exceeds the threshold. The
+//! lifecycle per (rule, key) is pending (`for`) -> firing -> resolved (after
+//! `keep_firing_for`). Only pending and firing pairs are kept in memory.
 
 pub mod alert;
+pub mod calendar;
 pub mod metric;
+mod notify;
+pub mod rule;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 pub use alert::{fingerprint, Alert, AlertStatus, Severity};
+pub use calendar::{Calendar, Phase, Verdict};
 pub use metric::Metric;
+pub use rule::{Confirm, Evaluation, Inputs, RateRule, Spike};
 
-use crate::engine::Counts;
 use crate::event::Millis;
 
 /// What a rule watches: each shop, each category, or the whole platform.
@@ -41,97 +49,21 @@ impl Scope {
     }
 }
 
-/// A rate rule, resolved against the engine's windows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateRule {
-    pub name: String,
-    pub scope: Scope,
-    pub metric: Metric,
-    /// Index into the engine's windows.
-    pub window: usize,
-    pub window_name: String,
-    pub threshold: f64,
-    pub min_denominator: u64,
-    pub min_numerator: u64,
-    /// One-sided z of the configured confidence.
-    pub z: f64,
-    pub severity: Severity,
-    pub runbook_url: Option<String>,
-    /// The condition must hold this long (event time) before the alert fires.
-    pub for_ms: i64,
-    /// A firing alert stays firing this long after the condition stops
-    /// holding (against flapping).
-    pub keep_firing_for_ms: i64,
-    /// Multi-window rule: a longer window that must breach too before the
-    /// alert fires (SRE-workbook style); it resolves on the short window alone.
-    pub confirm: Option<Confirm>,
+/// The rules in force and the campaign calendar: what a rules file holds,
+/// and what a reload swaps in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleBook {
+    pub rules: Vec<RateRule>,
+    pub calendar: Calendar,
 }
 
-/// The long window of a multi-window rule.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Confirm {
-    /// Index into the engine's windows.
-    pub window: usize,
-    pub window_name: String,
-    pub threshold: f64,
-}
-
-/// The numbers a rule computed at one window end.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Evaluation {
-    pub numerator: u64,
-    pub denominator: u64,
-    pub rate: f64,
-    pub bound: f64,
-    pub breached: bool,
-}
-
-impl RateRule {
-    /// A shop-scope rule with the default volume floor (30 and 5), one-sided
-    /// 95% confidence, severity page, no `for`, no confirming window.
-    pub fn new(name: &str, metric: Metric, window: usize, window_name: &str, threshold: f64) -> RateRule {
-        RateRule {
-            name: name.to_string(),
-            scope: Scope::Shop,
-            metric,
-            window,
-            window_name: window_name.to_string(),
-            threshold,
-            min_denominator: 30,
-            min_numerator: 5,
-            z: stats::z_for_confidence(0.95),
-            severity: Severity::Page,
-            runbook_url: None,
-            for_ms: 0,
-            keep_firing_for_ms: 0,
-            confirm: None,
-        }
-    }
-
-    /// Evaluates the rule's own (short) window.
-    pub fn evaluate(&self, c: &Counts) -> Evaluation {
-        self.evaluate_at(c, self.threshold)
-    }
-
-    fn evaluate_at(&self, c: &Counts, threshold: f64) -> Evaluation {
-        let (k, n) = self.metric.ratio(c);
-        let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
-        let bound = stats::wilson_lower_bound(k, n, self.z);
-        let breached = n >= self.min_denominator && k >= self.min_numerator && bound > threshold;
-        Evaluation { numerator: k, denominator: n, rate, bound, breached }
-    }
-
-    /// Evaluates the confirming long window, if the rule has one.
-    pub fn evaluate_confirm(&self, long: Option<&Counts>) -> Option<Evaluation> {
-        let confirm = self.confirm.as_ref()?;
-        Some(match long {
-            Some(c) => self.evaluate_at(c, confirm.threshold),
-            None => Evaluation { numerator: 0, denominator: 0, rate: 0.0, bound: 0.0, breached: false },
-        })
+impl From<Vec<RateRule>> for RuleBook {
+    fn from(rules: Vec<RateRule>) -> RuleBook {
+        RuleBook { rules, calendar: Calendar::default() }
     }
 }
 
-/// Lifecycle of one (rule, shop): absent (inactive) -> pending -> firing.
+/// Lifecycle of one (rule, key): absent (inactive) -> pending -> firing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Breached since `since`, waiting out the rule's `for`.
@@ -141,25 +73,41 @@ enum State {
 }
 
 /// The rules in force and the lifecycle state of every pending or firing
-/// (rule, shop). Inactive pairs are not stored.
+/// (rule, key). Inactive pairs are not stored.
 pub struct RuleSet {
     rules: Vec<RateRule>,
+    calendar: Calendar,
     active: HashMap<(usize, Box<str>), State>,
+    /// Per rule: evaluations that breached but were muted by the calendar.
+    muted: Vec<u64>,
 }
 
 impl RuleSet {
-    pub fn new(rules: Vec<RateRule>) -> RuleSet {
-        RuleSet { rules, active: HashMap::new() }
+    pub fn new(book: impl Into<RuleBook>) -> RuleSet {
+        let book = book.into();
+        let muted = vec![0; book.rules.len()];
+        RuleSet { rules: book.rules, calendar: book.calendar, active: HashMap::new(), muted }
     }
 
     pub fn rules(&self) -> &[RateRule] {
         &self.rules
     }
 
-    /// Puts `rules` in force. Pending and firing alerts of rules that keep
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Per rule (same order as [`rules`](Self::rules)): breaches the
+    /// calendar muted so far.
+    pub fn muted(&self) -> &[u64] {
+        &self.muted
+    }
+
+    /// Puts `book` in force. Pending and firing alerts of rules that keep
     /// their name and scope carry over (no repeat page); those of removed
     /// rules are forgotten. Returns how many were forgotten.
-    pub fn reload(&mut self, rules: Vec<RateRule>) -> usize {
+    pub fn reload(&mut self, book: impl Into<RuleBook>) -> usize {
+        let RuleBook { rules, calendar } = book.into();
         let new_index = |old: &RateRule| rules.iter().position(|r| r.name == old.name && r.scope == old.scope);
         let map: Vec<Option<usize>> = self.rules.iter().map(new_index).collect();
         let before = self.active.len();
@@ -167,14 +115,27 @@ impl RuleSet {
             .into_iter()
             .filter_map(|((r, key), state)| map[r].map(|n| ((n, key), state)))
             .collect();
+        let mut muted = vec![0; rules.len()];
+        for (old, new) in map.iter().enumerate() {
+            if let Some(n) = new {
+                muted[*n] = self.muted[old];
+            }
+        }
+        self.muted = muted;
         self.rules = rules;
+        self.calendar = calendar;
         before - self.active.len()
     }
 
-    /// (rule index, shop id) of every pending or firing alert: they must be
-    /// evaluated as time passes even when the shop sees no events.
+    /// (rule index, key) of every pending or firing alert: they must be
+    /// evaluated as time passes even when the key sees no events.
     pub fn active(&self) -> impl Iterator<Item = (usize, &str)> {
         self.active.keys().map(|(r, s)| (*r, &**s))
+    }
+
+    /// (rule index, key) of every firing alert.
+    pub fn firing(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.active.iter().filter(|(_, s)| matches!(s, State::Firing { .. })).map(|((r, k), _)| (*r, &**k))
     }
 
     pub fn active_count(&self) -> usize {
@@ -182,7 +143,7 @@ impl RuleSet {
     }
 
     pub fn firing_count(&self) -> usize {
-        self.active.values().filter(|s| matches!(s, State::Firing { .. })).count()
+        self.firing().count()
     }
 
     pub fn pending_count(&self) -> usize {
@@ -190,145 +151,65 @@ impl RuleSet {
     }
 
     /// Evaluates rule `r` for one key of its scope (a shop id, a category
-    /// name, or "" for the platform) at the window ending at `window_end`
-    /// (`c`), with the counts of its confirming long window (`long`) for a
-    /// multi-window rule; returns the transition, if any.
+    /// name, or "" for the platform) at the window ending at `window_end`;
+    /// returns the transition, if any.
     pub fn evaluate(
         &mut self,
         r: usize,
-        shop_id: &str,
+        key: &str,
         category: &str,
-        c: &Counts,
-        long: Option<&Counts>,
+        inputs: &Inputs<'_>,
         window_end: Millis,
     ) -> Option<Alert> {
         let rule = &self.rules[r];
-        let mut eval = rule.evaluate(c);
-        let confirm = rule.evaluate_confirm(long);
+        let (threshold, phase, muted) = match self.calendar.verdict(&rule.name, window_end) {
+            Verdict::Normal => (rule.threshold, None, false),
+            Verdict::Muted { phase } => (rule.threshold, Some(phase), true),
+            Verdict::Threshold { phase, threshold } => (threshold, Some(phase), false),
+        };
+        let mut eval = rule.evaluate(inputs, threshold);
+        let confirm = rule.evaluate_confirm(inputs.confirm);
         let (for_ms, keep_ms) = (rule.for_ms, rule.keep_firing_for_ms);
-        let key = (r, Box::<str>::from(shop_id));
-        let state = self.active.get(&key).copied();
+        let state_key = (r, Box::<str>::from(key));
+        let state = self.active.get(&state_key).copied();
         // Firing needs the long window too; staying firing only the short one.
         if !matches!(state, Some(State::Firing { .. })) {
             eval.breached &= confirm.is_none_or(|e| e.breached);
         }
+        if muted && eval.breached {
+            self.muted[r] += 1;
+            eval.breached = false;
+        }
+        let phase = phase.map(str::to_string);
         let fire = State::Firing { starts_at: window_end, last_breach: window_end };
         let alert = |set: &Self, starts_at, status| {
-            set.alert(r, shop_id, category, &eval, confirm.as_ref(), starts_at, window_end, status)
+            let n = notify::Notice { rule: &set.rules[r], key, category, eval: &eval, confirm: confirm.as_ref() };
+            n.alert(starts_at, window_end, status, phase.as_deref())
         };
         match (state, eval.breached) {
             (None, false) => None,
             (None, true) if for_ms > 0 => {
-                self.active.insert(key, State::Pending { since: window_end });
+                self.active.insert(state_key, State::Pending { since: window_end });
                 None
             }
             (Some(State::Pending { since }), true) if window_end - since < for_ms => None,
             (None, true) | (Some(State::Pending { .. }), true) => {
-                self.active.insert(key, fire);
+                self.active.insert(state_key, fire);
                 Some(alert(self, window_end, AlertStatus::Firing))
             }
             (Some(State::Pending { .. }), false) => {
-                self.active.remove(&key);
+                self.active.remove(&state_key);
                 None
             }
             (Some(State::Firing { starts_at, .. }), true) => {
-                self.active.insert(key, State::Firing { starts_at, last_breach: window_end });
+                self.active.insert(state_key, State::Firing { starts_at, last_breach: window_end });
                 None
             }
             (Some(State::Firing { last_breach, .. }), false) if window_end - last_breach < keep_ms => None,
             (Some(State::Firing { starts_at, .. }), false) => {
-                self.active.remove(&key);
+                self.active.remove(&state_key);
                 Some(alert(self, starts_at, AlertStatus::Resolved))
             }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn alert(
-        &self,
-        r: usize,
-        key: &str,
-        category: &str,
-        e: &Evaluation,
-        confirm: Option<&Evaluation>,
-        starts_at: Millis,
-        window_end: Millis,
-        status: AlertStatus,
-    ) -> Alert {
-        let rule = &self.rules[r];
-        let metric = rule.metric.name();
-        let mut labels = BTreeMap::new();
-        labels.insert("alertname".to_string(), rule.name.clone());
-        labels.insert("rule".to_string(), rule.name.clone());
-        labels.insert("severity".to_string(), rule.severity.as_str().to_string());
-        labels.insert("scope".to_string(), rule.scope.as_str().to_string());
-        if rule.scope == Scope::Shop {
-            labels.insert("shop_id".to_string(), key.to_string());
-        }
-        if !category.is_empty() {
-            labels.insert("category".to_string(), category.to_string());
-        }
-        labels.insert("window".to_string(), rule.window_name.clone());
-        let subject = match rule.scope {
-            Scope::Shop => format!("shop {key}"),
-            Scope::Category => format!("category {key}"),
-            Scope::Platform => "the platform".to_string(),
-        };
-        let mut annotations = BTreeMap::new();
-        annotations.insert(
-            "summary".to_string(),
-            format!("{metric} of {subject} is {:.1}% over the last {}", e.rate * 100.0, rule.window_name),
-        );
-        annotations.insert("metric_definition".to_string(), rule.metric.description().to_string());
-        annotations.insert(
-            "description".to_string(),
-            format!(
-                "{} of {} ({:.2}%); Wilson lower bound {:.2}% is {} the {:.2}% threshold",
-                e.numerator,
-                e.denominator,
-                e.rate * 100.0,
-                e.bound * 100.0,
-                if e.breached { "above" } else { "no longer above" },
-                rule.threshold * 100.0
-            ),
-        );
-        if let (Some(c), Some(spec)) = (confirm, &rule.confirm) {
-            annotations.insert(
-                "confirm_window".to_string(),
-                format!(
-                    "{}: {} of {} ({:.2}%); Wilson lower bound {:.2}% vs {:.2}%",
-                    spec.window_name,
-                    c.numerator,
-                    c.denominator,
-                    c.rate * 100.0,
-                    c.bound * 100.0,
-                    spec.threshold * 100.0
-                ),
-            );
-        }
-        if let Some(url) = &rule.runbook_url {
-            annotations.insert("runbook_url".to_string(), url.clone());
-        }
-        Alert {
-            fingerprint: fingerprint(&rule.name, rule.scope.as_str(), key),
-            status,
-            rule: rule.name.clone(),
-            severity: rule.severity,
-            scope: rule.scope.as_str(),
-            shop_id: if rule.scope == Scope::Shop { key.to_string() } else { String::new() },
-            category: category.to_string(),
-            metric,
-            window: rule.window_name.clone(),
-            numerator: e.numerator,
-            denominator: e.denominator,
-            rate: e.rate,
-            wilson_lower_bound: e.bound,
-            threshold: rule.threshold,
-            starts_at,
-            ends_at: (status == AlertStatus::Resolved).then_some(window_end),
-            window_end,
-            labels,
-            annotations,
         }
     }
 }
@@ -336,6 +217,7 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Counts;
 
     fn rule() -> RateRule {
         RateRule::new("refund_rate_5m", Metric::RefundRate, 0, "5m", 0.10)
@@ -351,21 +233,21 @@ mod tests {
     #[test]
     fn volume_floor_and_bound_gate_firing() {
         let r = rule();
-        assert!(!r.evaluate(&counts(4, 3)).breached, "3 of 4 is below the volume floor");
-        assert!(!r.evaluate(&counts(100, 4)).breached, "too few refunds");
-        assert!(!r.evaluate(&counts(100, 14)).breached, "14% raw but bound below 10%");
-        assert!(r.evaluate(&counts(100, 25)).breached);
+        assert!(!r.evaluate(&Inputs::of(&counts(4, 3)), r.threshold).breached, "3 of 4 is below the volume floor");
+        assert!(!r.evaluate(&Inputs::of(&counts(100, 4)), r.threshold).breached, "too few refunds");
+        assert!(!r.evaluate(&Inputs::of(&counts(100, 14)), r.threshold).breached, "14% raw but bound below 10%");
+        assert!(r.evaluate(&Inputs::of(&counts(100, 25)), r.threshold).breached);
     }
 
     #[test]
     fn fires_once_then_resolves() {
         let mut set = RuleSet::new(vec![rule()]);
-        let a = set.evaluate(0, "s1", "apparel", &counts(100, 40), None, 1_000).expect("fires");
+        let a = set.evaluate(0, "s1", "apparel", &Inputs::of(&counts(100, 40)), 1_000).expect("fires");
         assert_eq!(a.status, AlertStatus::Firing);
         assert_eq!((a.numerator, a.denominator), (40, 100));
         assert_eq!(a.labels["shop_id"], "s1");
-        assert!(set.evaluate(0, "s1", "apparel", &counts(120, 45), None, 2_000).is_none(), "no re-fire");
-        let r = set.evaluate(0, "s1", "apparel", &counts(100, 2), None, 3_000).expect("resolves");
+        assert!(set.evaluate(0, "s1", "apparel", &Inputs::of(&counts(120, 45)), 2_000).is_none(), "no re-fire");
+        let r = set.evaluate(0, "s1", "apparel", &Inputs::of(&counts(100, 2)), 3_000).expect("resolves");
         assert_eq!(r.status, AlertStatus::Resolved);
         assert_eq!((r.starts_at, r.ends_at), (1_000, Some(3_000)));
         assert_eq!(r.fingerprint, a.fingerprint);
@@ -376,7 +258,7 @@ mod tests {
     fn for_and_keep_firing_for_hold_back_and_debounce() {
         let mut set = RuleSet::new(vec![RateRule { for_ms: 120_000, keep_firing_for_ms: 120_000, ..rule() }]);
         let (bad, good) = (counts(100, 40), counts(100, 2));
-        let at = |set: &mut RuleSet, t: i64, c: &Counts| set.evaluate(0, "s1", "toys", c, None, t * 60_000);
+        let at = |set: &mut RuleSet, t: i64, c: &Counts| set.evaluate(0, "s1", "toys", &Inputs::of(c), t * 60_000);
         // A one-minute blip never fires.
         assert!(at(&mut set, 1, &bad).is_none());
         assert_eq!(set.pending_count(), 1);
@@ -404,12 +286,22 @@ mod tests {
         let (bad, good) = (counts(100, 40), counts(100, 2));
         let long_low = counts(1_000, 45);
         let long_high = counts(1_000, 120);
-        assert!(set.evaluate(0, "s", "c", &bad, Some(&long_low), 1).is_none(), "the long window is not over 5%");
-        assert!(set.evaluate(0, "s", "c", &bad, None, 2).is_none(), "no long counts, no page");
-        let fired = set.evaluate(0, "s", "c", &bad, Some(&long_high), 3).expect("both windows breach");
+        assert!(
+            set.evaluate(0, "s", "c", &Inputs { confirm: Some(&long_low), ..Inputs::of(&bad) }, 1).is_none(),
+            "the long window is not over 5%"
+        );
+        assert!(set.evaluate(0, "s", "c", &Inputs::of(&bad), 2).is_none(), "no long counts, no page");
+        let fired = set
+            .evaluate(0, "s", "c", &Inputs { confirm: Some(&long_high), ..Inputs::of(&bad) }, 3)
+            .expect("both windows breach");
         assert!(fired.annotations["confirm_window"].starts_with("1h: 120 of 1000"), "{:?}", fired.annotations);
-        assert!(set.evaluate(0, "s", "c", &bad, Some(&long_low), 4).is_none(), "stays firing on the short window");
-        let resolved = set.evaluate(0, "s", "c", &good, Some(&long_high), 5).expect("short window recovered");
+        assert!(
+            set.evaluate(0, "s", "c", &Inputs { confirm: Some(&long_low), ..Inputs::of(&bad) }, 4).is_none(),
+            "stays firing on the short window"
+        );
+        let resolved = set
+            .evaluate(0, "s", "c", &Inputs { confirm: Some(&long_high), ..Inputs::of(&good) }, 5)
+            .expect("short window recovered");
         assert_eq!(resolved.status, AlertStatus::Resolved);
     }
 
@@ -417,13 +309,89 @@ mod tests {
     fn reload_keeps_state_of_kept_rules_and_forgets_removed_ones() {
         let other = RateRule { name: "other".into(), ..rule() };
         let mut set = RuleSet::new(vec![rule(), other.clone()]);
-        assert!(set.evaluate(0, "s", "c", &counts(100, 40), None, 1).is_some());
-        assert!(set.evaluate(1, "s", "c", &counts(100, 40), None, 1).is_some());
+        assert!(set.evaluate(0, "s", "c", &Inputs::of(&counts(100, 40)), 1).is_some());
+        assert!(set.evaluate(1, "s", "c", &Inputs::of(&counts(100, 40)), 1).is_some());
         // Swap order, drop nothing: no repeat page.
         assert_eq!(set.reload(vec![other.clone(), rule()]), 0);
-        assert!(set.evaluate(1, "s", "c", &counts(100, 40), None, 2).is_none(), "still firing, not re-sent");
+        assert!(set.evaluate(1, "s", "c", &Inputs::of(&counts(100, 40)), 2).is_none(), "still firing, not re-sent");
         // Remove "other": its state goes.
         assert_eq!(set.reload(vec![RateRule { threshold: 0.2, ..rule() }]), 1);
         assert_eq!(set.firing_count(), 1);
+    }
+
+    fn spike_rule() -> RateRule {
+        let spike = Spike { baseline: Some((2, "24h".into())), baseline_ratio: 3.0, category_ratio: Some(2.0) };
+        RateRule { name: "spike".into(), threshold: 0.02, spike: Some(spike), ..rule() }
+    }
+
+    #[test]
+    fn spike_compares_with_baseline_and_category() {
+        let r = spike_rule();
+        let now = counts(200, 30); // 15%, bound about 10.7%
+        let quiet_past = counts(2_000, 40); // 2%: 3x is 6%
+        let quiet_peers = counts(10_000, 300); // 3%: 2x is 6%
+        let e =
+            r.evaluate(&Inputs { baseline: Some(&quiet_past), peers: Some(&quiet_peers), ..Inputs::of(&now) }, 0.02);
+        assert!(e.breached, "{e:?}");
+        assert!((e.threshold - 0.06).abs() < 1e-9, "largest of 2%, 3x2%, 2x3%: {e:?}");
+        assert_eq!((e.baseline_rate, e.peer_rate), (Some(0.02), Some(0.03)));
+        // The shop always runs at 8%: 15% now is under 3x its own baseline.
+        let e = r.evaluate(&Inputs { baseline: Some(&counts(2_000, 160)), ..Inputs::of(&now) }, 0.02);
+        assert!(!e.breached && (e.threshold - 0.24).abs() < 1e-9, "{e:?}");
+        // The whole category is at 10% (a platform-wide problem, not this shop).
+        let e = r.evaluate(&Inputs { peers: Some(&counts(10_000, 1_000)), ..Inputs::of(&now) }, 0.02);
+        assert!(!e.breached && (e.threshold - 0.20).abs() < 1e-9, "{e:?}");
+        // A baseline under the volume floor is not used; the floor still is.
+        let e = r.evaluate(&Inputs { baseline: Some(&counts(10, 0)), ..Inputs::of(&now) }, 0.2);
+        assert_eq!(e.baseline_rate, None);
+        assert!(!e.breached, "the 20% floor holds: {e:?}");
+        // Volume floor applies to spike rules too.
+        assert!(!r.evaluate(&Inputs::of(&counts(10, 5)), 0.02).breached);
+    }
+
+    #[test]
+    fn spike_alert_carries_the_comparison() {
+        let mut set = RuleSet::new(vec![spike_rule()]);
+        let (now, past) = (counts(200, 30), counts(2_000, 40));
+        let a = set.evaluate(0, "s", "c", &Inputs { baseline: Some(&past), ..Inputs::of(&now) }, 1).expect("fires");
+        assert_eq!(a.baseline_rate, Some(0.02));
+        assert_eq!(a.annotations["baseline_rate"], "0.020000");
+        assert_eq!(a.annotations["numerator"], "30");
+        assert!(a.annotations["description"].contains("baseline rate was 2.00%"), "{:?}", a.annotations);
+    }
+
+    #[test]
+    fn calendar_mutes_and_changes_thresholds_by_event_time() {
+        let mut deposit =
+            Phase { name: "deposit".into(), start: 0, end: 100, mute: vec![], thresholds: Default::default() };
+        deposit.mute.push("refund_rate_5m".into());
+        let mut sale = Phase { name: "main_sale".into(), start: 100, end: 200, ..deposit.clone() };
+        sale.mute.clear();
+        sale.thresholds.insert("refund_rate_5m".into(), 0.5);
+        let book = RuleBook { rules: vec![rule()], calendar: Calendar::new(vec![deposit, sale]) };
+        let mut set = RuleSet::new(book);
+        let bad = counts(100, 40);
+        assert!(set.evaluate(0, "s", "c", &Inputs::of(&bad), 50).is_none(), "muted in deposit");
+        assert_eq!(set.muted(), &[1]);
+        assert!(set.evaluate(0, "s", "c", &Inputs::of(&bad), 150).is_none(), "40% is under the sale's 50%");
+        let a = set.evaluate(0, "s", "c", &Inputs::of(&bad), 250).expect("after the calendar: the rule's 10%");
+        assert_eq!(a.phase, None);
+        assert_eq!(set.muted(), &[1]);
+    }
+
+    #[test]
+    fn rule_labels_and_annotations_are_added_and_numbers_annotated() {
+        let mut r = rule();
+        r.labels.insert("team".into(), "after-sales".into());
+        r.annotations.insert("dashboard".into(), "https://grafana/d/pg".into());
+        let mut set = RuleSet::new(vec![r]);
+        let a = set.evaluate(0, "s1", "toys", &Inputs::of(&counts(100, 40)), 60_000).expect("fires");
+        assert_eq!(a.labels["team"], "after-sales");
+        assert_eq!(a.labels["alertname"], "refund_rate_5m");
+        assert_eq!(a.annotations["dashboard"], "https://grafana/d/pg");
+        assert_eq!(a.annotations["denominator"], "100");
+        assert_eq!(a.annotations["window"], "5m");
+        let back: Alert = serde_json::from_str(&serde_json::to_string(&a).unwrap()).expect("round trip");
+        assert_eq!(back, a);
     }
 }

@@ -37,12 +37,11 @@ pub struct WorkerOptions {
     /// Stop once every assigned partition has reached the end of its log
     /// (tests, one-off catch-up); the last buckets are then evaluated too.
     pub exit_when_caught_up: bool,
-    /// New rules to put in force at the next tick (SIGHUP reload).
+    /// New rules to put in force at the next tick (SIGHUP or file change).
     pub rules_update: Option<RulesUpdate>,
 }
 
-/// A slot the reload path fills and the worker empties at its next tick.
-pub type RulesUpdate = std::sync::Arc<Mutex<Option<Vec<crate::rules::RateRule>>>>;
+pub use crate::reload::RulesUpdate;
 
 /// What a worker did, for the end-of-run summary.
 #[derive(Clone, Debug)]
@@ -174,7 +173,7 @@ pub fn run_worker(
         dead_letters,
         store,
         metrics,
-        pipeline: Pipeline::new(cfg.engine_config(), cfg.rate_rules()),
+        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book()),
         sources: HashMap::new(),
         next_source: 0,
         alerts_tx,
@@ -236,9 +235,9 @@ impl Worker<'_> {
             if last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
                 let update = opts.rules_update.as_ref().and_then(|slot| slot.lock().ok()?.take());
-                if let Some(rules) = update {
-                    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
-                    let forgotten = self.pipeline.reload_rules(rules);
+                if let Some(book) = update {
+                    let names: Vec<String> = book.rules.iter().map(|r| r.name.clone()).collect();
+                    let forgotten = self.pipeline.reload_rules(book);
                     info!(rules = ?names, forgotten, "rules reloaded");
                 }
                 let now = self.proc_now();
@@ -249,6 +248,7 @@ impl Worker<'_> {
                     if let Some(wm) = self.pipeline.watermark() {
                         self.metrics.export_scopes(self.pipeline.engine(), wm);
                     }
+                    self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), &[]);
                 }
                 if last_evict.elapsed() >= Duration::from_secs(10) {
                     last_evict = Instant::now();

@@ -78,7 +78,7 @@ fn replay_records(
     tick_every: usize,
 ) -> std::io::Result<ReplayReport> {
     let started = Instant::now();
-    let mut pipeline = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    let mut pipeline = Pipeline::new(cfg.engine_config(), cfg.rule_book());
     let source = SourceId(0);
     pipeline.assign(source, 0);
     let mut report = ReplayReport {

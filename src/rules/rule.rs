@@ -1,0 +1,183 @@
+//! One rule and how it judges one window: the volume floor, the Wilson lower
+//! bound against a threshold, the confirming long window of a multi-window
+//! rule, and the baseline and category comparisons of a spike rule. Pure.
+
+use std::collections::BTreeMap;
+
+use super::{stats, Metric, Scope, Severity};
+use crate::engine::Counts;
+
+/// A rate rule, resolved against the engine's windows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateRule {
+    pub name: String,
+    pub scope: Scope,
+    pub metric: Metric,
+    /// Index into the engine's windows.
+    pub window: usize,
+    pub window_name: String,
+    /// The Wilson lower bound must be above this; for a spike rule it is the
+    /// absolute floor under the baseline and category comparisons.
+    pub threshold: f64,
+    pub min_denominator: u64,
+    pub min_numerator: u64,
+    /// One-sided z of the configured confidence.
+    pub z: f64,
+    pub severity: Severity,
+    pub runbook_url: Option<String>,
+    /// The condition must hold this long (event time) before the alert fires.
+    pub for_ms: i64,
+    /// A firing alert stays firing this long after the condition stops
+    /// holding (against flapping).
+    pub keep_firing_for_ms: i64,
+    /// Multi-window rule: a longer window that must breach too before the
+    /// alert fires (SRE-workbook style); it resolves on the short window alone.
+    pub confirm: Option<Confirm>,
+    /// Spike rule: compare with the shop's own past and with its category.
+    pub spike: Option<Spike>,
+    /// Extra labels and annotations of the rule's alerts.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The long window of a multi-window rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confirm {
+    /// Index into the engine's windows.
+    pub window: usize,
+    pub window_name: String,
+    pub threshold: f64,
+}
+
+/// What a spike rule compares the current rate with. The rule breaches when
+/// the Wilson lower bound of the current rate is above the largest of its
+/// `threshold`, `baseline_ratio` x the baseline rate and `category_ratio` x
+/// the category's rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spike {
+    /// The shop's own trailing rate: this window (index and name), read at
+    /// its last bucket that ends where the current window starts, e.g. the
+    /// 24 h before the current hour.
+    pub baseline: Option<(usize, String)>,
+    pub baseline_ratio: f64,
+    /// The rest of the category (the shop's own counts taken out) over the
+    /// same window, for shop-scope rules.
+    pub category_ratio: Option<f64>,
+}
+
+/// The counts a rule reads at one window end.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    pub current: &'a Counts,
+    /// The long window of a multi-window rule (`None`: no data).
+    pub confirm: Option<&'a Counts>,
+    /// The baseline window of a spike rule.
+    pub baseline: Option<&'a Counts>,
+    /// The rest of the shop's category over the rule's window.
+    pub peers: Option<&'a Counts>,
+}
+
+impl<'a> Inputs<'a> {
+    pub fn of(current: &'a Counts) -> Inputs<'a> {
+        Inputs { current, confirm: None, baseline: None, peers: None }
+    }
+}
+
+/// The numbers a rule computed at one window end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub numerator: u64,
+    pub denominator: u64,
+    pub rate: f64,
+    pub bound: f64,
+    /// What the bound was compared with: the threshold, or for a spike rule
+    /// the largest of the floor, the baseline and the category comparisons.
+    pub threshold: f64,
+    pub breached: bool,
+    /// Spike rules: the baseline rate, when the baseline met the volume floor.
+    pub baseline_rate: Option<f64>,
+    /// Spike rules: the rest of the category's rate, when it met the floor.
+    pub peer_rate: Option<f64>,
+}
+
+impl Evaluation {
+    const NONE: Evaluation = Evaluation {
+        numerator: 0,
+        denominator: 0,
+        rate: 0.0,
+        bound: 0.0,
+        threshold: 0.0,
+        breached: false,
+        baseline_rate: None,
+        peer_rate: None,
+    };
+}
+
+impl RateRule {
+    /// A shop-scope ratio rule with the default volume floor (30 and 5),
+    /// one-sided 95% confidence, severity page, no `for`, no confirming window.
+    pub fn new(name: &str, metric: Metric, window: usize, window_name: &str, threshold: f64) -> RateRule {
+        RateRule {
+            name: name.to_string(),
+            scope: Scope::Shop,
+            metric,
+            window,
+            window_name: window_name.to_string(),
+            threshold,
+            min_denominator: 30,
+            min_numerator: 5,
+            z: stats::z_for_confidence(0.95),
+            severity: Severity::Page,
+            runbook_url: None,
+            for_ms: 0,
+            keep_firing_for_ms: 0,
+            confirm: None,
+            spike: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The rate of `c` when it meets the rule's denominator floor.
+    fn floor_rate(&self, c: Option<&Counts>) -> Option<f64> {
+        let (k, n) = self.metric.ratio(c?);
+        (n >= self.min_denominator).then(|| k as f64 / n as f64)
+    }
+
+    /// Evaluates the rule's own (short) window, with `threshold` in place of
+    /// the rule's (a campaign phase may change it).
+    pub fn evaluate(&self, inputs: &Inputs<'_>, threshold: f64) -> Evaluation {
+        let mut e = self.judge(inputs.current, threshold);
+        if let Some(spike) = &self.spike {
+            e.baseline_rate = spike.baseline.as_ref().and_then(|_| self.floor_rate(inputs.baseline));
+            e.peer_rate = spike.category_ratio.and_then(|_| self.floor_rate(inputs.peers));
+            let vs_baseline = e.baseline_rate.map_or(0.0, |b| b * spike.baseline_ratio);
+            let vs_peers = e.peer_rate.zip(spike.category_ratio).map_or(0.0, |(p, r)| p * r);
+            e.threshold = threshold.max(vs_baseline).max(vs_peers);
+            e.breached = self.volume_met(&e) && e.bound > e.threshold;
+        }
+        e
+    }
+
+    fn volume_met(&self, e: &Evaluation) -> bool {
+        e.denominator >= self.min_denominator && e.numerator >= self.min_numerator
+    }
+
+    fn judge(&self, c: &Counts, threshold: f64) -> Evaluation {
+        let (k, n) = self.metric.ratio(c);
+        let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        let bound = stats::wilson_lower_bound(k, n, self.z);
+        let mut e = Evaluation { numerator: k, denominator: n, rate, bound, threshold, ..Evaluation::NONE };
+        e.breached = self.volume_met(&e) && bound > threshold;
+        e
+    }
+
+    /// Evaluates the confirming long window, if the rule has one.
+    pub fn evaluate_confirm(&self, long: Option<&Counts>) -> Option<Evaluation> {
+        let confirm = self.confirm.as_ref()?;
+        Some(match long {
+            Some(c) => self.judge(c, confirm.threshold),
+            None => Evaluation { threshold: confirm.threshold, ..Evaluation::NONE },
+        })
+    }
+}
