@@ -20,8 +20,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config field `{field}` = {value} is invalid: {problem}. Fix: {fix}")]
     Invalid { field: String, value: String, problem: String, fix: String },
-    #[error("in rules file {path}: {source}")]
-    InRulesFile { path: PathBuf, source: Box<ConfigError> },
+    #[error("in rules file {path}: {inner}")]
+    InRulesFile { path: PathBuf, inner: Box<ConfigError> },
 }
 
 fn invalid(
@@ -395,7 +395,7 @@ impl Config {
             cfg.rules = rules.rules;
             cfg.phases = rules.phases;
             cfg.finish_rules();
-            cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: file, source: Box::new(e) })?;
+            cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: file, inner: Box::new(e) })?;
         } else {
             cfg.finish_rules();
         }
@@ -431,7 +431,7 @@ impl Config {
         let rules = RulesFile::load(path)?;
         let mut cfg = Config { rules: rules.rules, phases: rules.phases, rules_file: None, ..self.clone() };
         cfg.finish_rules();
-        cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: path.to_path_buf(), source: Box::new(e) })?;
+        cfg.validate_rules().map_err(|e| ConfigError::InRulesFile { path: path.to_path_buf(), inner: Box::new(e) })?;
         Ok(cfg)
     }
 
