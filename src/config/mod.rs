@@ -270,6 +270,10 @@ pub struct RuleConfig {
     /// Spike rule: how many times its baseline the rate must be.
     #[serde(default)]
     pub baseline_ratio: Option<f64>,
+    /// Spike rule: no page while the shop's baseline is under the volume
+    /// floor (new shop, cold start). Default true.
+    #[serde(default)]
+    pub require_baseline: Option<bool>,
     /// Spike rule: how many times the rest of its category's rate (same
     /// window) the shop's rate must be.
     #[serde(default)]
@@ -340,6 +344,7 @@ impl RuleConfig {
             confirm_threshold: None,
             baseline_window: None,
             baseline_ratio: None,
+            require_baseline: None,
             category_ratio: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
@@ -505,6 +510,7 @@ impl Config {
                 spike: r.is_spike().then(|| Spike {
                     baseline: r.baseline_window.as_ref().map(|name| (window(name), name.clone())),
                     baseline_ratio: r.baseline_ratio.unwrap_or(DEFAULT_BASELINE_RATIO),
+                    require_baseline: r.require_baseline.unwrap_or(true),
                     category_ratio: r.category_ratio,
                 }),
                 labels: r.labels.clone(),

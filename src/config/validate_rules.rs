@@ -117,7 +117,7 @@ impl Config {
         size: impl Fn(&str) -> Option<Duration>,
         step: impl Fn(&str) -> Option<Duration>,
     ) -> Result<(), ConfigError> {
-        if r.baseline_ratio.is_some() && r.baseline_window.is_none() {
+        if (r.baseline_ratio.is_some() || r.require_baseline.is_some()) && r.baseline_window.is_none() {
             return Err(invalid(
                 format!("{field}.baseline_ratio"),
                 r.baseline_ratio,

@@ -320,7 +320,12 @@ mod tests {
     }
 
     fn spike_rule() -> RateRule {
-        let spike = Spike { baseline: Some((2, "24h".into())), baseline_ratio: 3.0, category_ratio: Some(2.0) };
+        let spike = Spike {
+            baseline: Some((2, "24h".into())),
+            baseline_ratio: 3.0,
+            require_baseline: false,
+            category_ratio: Some(2.0),
+        };
         RateRule { name: "spike".into(), threshold: 0.02, spike: Some(spike), ..rule() }
     }
 
@@ -347,6 +352,12 @@ mod tests {
         assert!(!e.breached, "the 20% floor holds: {e:?}");
         // Volume floor applies to spike rules too.
         assert!(!r.evaluate(&Inputs::of(&counts(10, 5)), 0.02).breached);
+        // With require_baseline, no baseline means no page.
+        let strict =
+            RateRule { spike: Some(Spike { require_baseline: true, ..r.spike.clone().unwrap() }), ..r.clone() };
+        assert!(r.evaluate(&Inputs::of(&now), 0.02).breached);
+        assert!(!strict.evaluate(&Inputs::of(&now), 0.02).breached);
+        assert!(strict.evaluate(&Inputs { baseline: Some(&quiet_past), ..Inputs::of(&now) }, 0.02).breached);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct Spike {
     /// 24 h before the current hour.
     pub baseline: Option<(usize, String)>,
     pub baseline_ratio: f64,
+    /// No page without a baseline that meets the volume floor (a shop new
+    /// to the platform, or the first day after a cold start): the safe
+    /// default; ratio rules still cover such shops.
+    pub require_baseline: bool,
     /// The rest of the category (the shop's own counts taken out) over the
     /// same window, for shop-scope rules.
     pub category_ratio: Option<f64>,
@@ -154,7 +158,8 @@ impl RateRule {
             let vs_baseline = e.baseline_rate.map_or(0.0, |b| b * spike.baseline_ratio);
             let vs_peers = e.peer_rate.zip(spike.category_ratio).map_or(0.0, |(p, r)| p * r);
             e.threshold = threshold.max(vs_baseline).max(vs_peers);
-            e.breached = self.volume_met(&e) && e.bound > e.threshold;
+            let baseline_ok = !(spike.require_baseline && spike.baseline.is_some() && e.baseline_rate.is_none());
+            e.breached = baseline_ok && self.volume_met(&e) && e.bound > e.threshold;
         }
         e
     }
