@@ -10,7 +10,7 @@ use crate::codec::DecodeError;
 use crate::engine::window::bucket_of;
 use crate::engine::{Engine, Fold, ScopeView};
 use crate::event::{EventKind, Millis, RefundType};
-use crate::rules::{Metric, RuleSet};
+use crate::rules::{Metric, NotifyGate, RuleSet};
 
 /// Categories beyond this many get no series of their own (bounded cardinality).
 pub const MAX_EXPORTED_CATEGORIES: usize = 200;
@@ -64,6 +64,8 @@ pub struct Metrics {
     pub rules_muted: IntGaugeVec,
     /// `peakguard_campaign_phase{phase}`: 1 for the phase the watermark is in.
     pub campaign_phase: IntGaugeVec,
+    /// `peakguard_alerts_restored`: alerts found firing on the alerts topic at start.
+    pub alerts_restored: IntGauge,
     /// `peakguard_catching_up`: 1 while assigned partitions replay their backlog
     /// after a start or rebalance (alert notifications are held back).
     pub catching_up: IntGauge,
@@ -173,7 +175,12 @@ impl Metrics {
             "1 while partitions replay their backlog after a start or rebalance; notifications are held",
         )
         .expect("valid metric");
-        for g in [&rules_loaded, &catching_up] {
+        let alerts_restored = IntGauge::new(
+            "peakguard_alerts_restored",
+            "Alerts found firing on the alerts topic at start (not paged again)",
+        )
+        .expect("valid metric");
+        for g in [&rules_loaded, &catching_up, &alerts_restored] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
         for g in [&rules_muted, &campaign_phase] {
@@ -227,16 +234,17 @@ impl Metrics {
             rules_muted,
             campaign_phase,
             catching_up,
+            alerts_restored,
         }
     }
 
     /// Publishes the rules in force, their mutes and the campaign phase at
     /// `watermark`.
-    pub fn export_rules(&self, rules: &RuleSet, watermark: Option<Millis>, muted_catching_up: &[u64]) {
+    pub fn export_rules(&self, rules: &RuleSet, watermark: Option<Millis>, gate: &NotifyGate) {
         self.rules_loaded.set(rules.rules().len() as i64);
         for (i, rule) in rules.rules().iter().enumerate() {
             self.rules_muted.with_label_values(&[&rule.name, "phase"]).set(rules.muted()[i] as i64);
-            let held = muted_catching_up.get(i).copied().unwrap_or(0);
+            let held = gate.held_total().get(&rule.name).copied().unwrap_or(0);
             self.rules_muted.with_label_values(&[&rule.name, "catching_up"]).set(held as i64);
         }
         let current = watermark.and_then(|wm| rules.calendar().phase_at(wm)).map(|p| p.name.as_str());

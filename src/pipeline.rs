@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use crate::engine::window::bucket_of;
 use crate::engine::{Counts, Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
-use crate::rules::{Alert, AlertStatus, Inputs, RateRule, RuleBook, RuleSet, Scope};
+use crate::rules::{fingerprint, Alert, AlertStatus, Inputs, NotifyGate, RateRule, RuleBook, RuleSet, Scope};
 
 /// Running totals of what a pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +37,7 @@ pub struct Pipeline {
     /// Per window: how many buckets behind the newest one a tick may go back.
     readable: Vec<i64>,
     stats: PipelineStats,
+    gate: NotifyGate,
 }
 
 impl Pipeline {
@@ -46,7 +47,16 @@ impl Pipeline {
         let engine = Engine::new(cfg);
         // Exactly readable: as far behind a shop's newest bucket as its rings keep.
         let readable = (0..windows.len()).map(|w| engine.slack(w) as i64).collect();
-        Pipeline { engine, rules: RuleSet::new(rules), windows, evaluated, readable, stats: PipelineStats::default() }
+        let rules = RuleSet::new(rules);
+        Pipeline {
+            engine,
+            rules,
+            windows,
+            evaluated,
+            readable,
+            stats: PipelineStats::default(),
+            gate: NotifyGate::default(),
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -64,6 +74,49 @@ impl Pipeline {
 
     pub fn stats(&self) -> PipelineStats {
         self.stats
+    }
+
+    pub fn gate(&self) -> &NotifyGate {
+        &self.gate
+    }
+
+    /// Alerts read back from the alerts topic at start (oldest first); see [`NotifyGate`].
+    pub fn restore_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        self.gate.restore(alerts);
+    }
+
+    /// Partitions are catching up on a backlog: hold firing notifications.
+    pub fn hold_notifications(&mut self) {
+        self.gate.hold();
+    }
+
+    /// The backlog is read: sends held alerts still firing, and resolves
+    /// restored alerts this run has data for that are no longer active.
+    pub fn release_notifications(&mut self, out: &mut Vec<Alert>) {
+        let before = out.len();
+        let rules = &self.rules;
+        let active: std::collections::HashSet<String> = rules
+            .active()
+            .map(|(r, key)| fingerprint(&rules.rules()[r].name, rules.rules()[r].scope.as_str(), key))
+            .collect();
+        let engine = &self.engine;
+        let known = |a: &Alert| match a.scope.as_str() {
+            "shop" => engine.shop(&a.shop_id).is_some(),
+            "category" => engine.category(&a.category).is_some(),
+            _ => engine.platform().is_some(),
+        };
+        let now = self.engine.watermark().current().unwrap_or(0);
+        self.gate.release(now, known, |fp| active.contains(fp), out);
+        self.count(out, before);
+    }
+
+    fn count(&mut self, out: &[Alert], from: usize) {
+        for a in &out[from..] {
+            match a.status {
+                AlertStatus::Firing => self.stats.fired += 1,
+                AlertStatus::Resolved => self.stats.resolved += 1,
+            }
+        }
     }
 
     pub fn watermark(&self) -> Option<Millis> {
@@ -190,12 +243,8 @@ impl Pipeline {
             }
         }
         self.evaluate_scopes(&spans, out);
-        for a in &out[before..] {
-            match a.status {
-                AlertStatus::Firing => self.stats.fired += 1,
-                AlertStatus::Resolved => self.stats.resolved += 1,
-            }
-        }
+        self.gate.pass(out, before);
+        self.count(out, before);
     }
 }
 

@@ -2,7 +2,8 @@
 //! shop, a healthy shop and a tiny shop, plus two bad records, go through the
 //! real consumer, decoder, engine, rules and Kafka alerts sink.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,64 +12,12 @@ use peakguard::config::Config;
 use peakguard::event::*;
 use peakguard::runtime::{self, RunOptions};
 use peakguard::source::WorkerOptions;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-const ORDERS: &str = "t.orders";
-const REFUNDS: &str = "t.refunds";
-const ALERTS: &str = "t.alerts";
-const DLQ: &str = "t.dead-letter";
-/// 2026-11-11T00:00:00+08:00, on a minute boundary.
-const T0: Millis = 1_794_326_400_000;
-const MINUTE: Millis = 60_000;
-
-fn order(shop: &str, n: usize, t: Millis) -> Event {
-    Event {
-        event_id: format!("{shop}-o{n}"),
-        shop_id: shop.into(),
-        order_id: format!("{shop}-order-{n}"),
-        sub_order_id: None,
-        event_time: t,
-        category: "apparel".into(),
-        body: EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money: Money::new(9_900, "CNY").unwrap() },
-    }
-}
-
-fn refund(shop: &str, n: usize, t: Millis) -> Event {
-    Event {
-        event_id: format!("{shop}-r{n}"),
-        shop_id: shop.into(),
-        order_id: format!("{shop}-order-{n}"),
-        sub_order_id: None,
-        event_time: t,
-        category: "apparel".into(),
-        body: EventBody::Refund {
-            step: RefundStep::Requested,
-            refund_type: RefundType::RefundOnly,
-            stage: RefundStage::PreShipment,
-            reason: Reason::NotAsDescribed,
-            money: Money::new(9_900, "CNY").unwrap(),
-            order_paid_at: t - MINUTE,
-            requested_at: None,
-        },
-    }
-}
-
-/// Orders spread evenly over `minutes` minutes, `per_minute` each.
-fn orders(shop: &str, per_minute: usize, minutes: i64) -> Vec<Event> {
-    let mut v = Vec::new();
-    for m in 0..minutes {
-        for i in 0..per_minute {
-            let t = T0 + m * MINUTE + (i as i64 * MINUTE) / per_minute as i64;
-            v.push(order(shop, v.len(), t));
-        }
-    }
-    v
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
@@ -186,41 +135,4 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
         dead.iter().map(|(_, _, h)| h.get("peakguard.reason").cloned().unwrap_or_default()).collect();
     assert_eq!(reasons, vec!["bad_magic".to_string(), "unknown_schema_id".to_string()]);
     assert_eq!(dead[0].2.get("peakguard.source.topic").map(String::as_str), Some(REFUNDS));
-}
-
-type Record = (Option<Vec<u8>>, Vec<u8>, HashMap<String, String>);
-
-/// Every record of partition 0 of `topic`, from the beginning.
-fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "it-reader")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).expect("tpl");
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec(), headers));
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
-            _ => {}
-        }
-    }
-    panic!("no end of partition on {topic} within 20 s");
 }

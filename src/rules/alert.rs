@@ -77,6 +77,10 @@ pub struct Alert {
     /// The campaign phase the window end fell in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Already notified before a restart (found firing on the alerts topic):
+    /// sent again so Alertmanager keeps it, but the webhook does not page again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
     /// Event time (UTC ms) of the window end at which the alert started firing.
     pub starts_at: Millis,
     /// Event time of the window end at which it resolved.

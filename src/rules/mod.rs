@@ -4,6 +4,7 @@
 //! * [`rule`]: one rule and how it judges a window (ratio, multi-window, spike).
 //! * [`calendar`]: campaign phases that mute rules or change thresholds.
 //! * [`notify`]: the labels and annotations of an alert.
+//! * [`gate`]: holds notifications during catch-up, marks repeats after a restart.
 //! * [`stats`]: the Wilson score lower bound.
 //! * [`alert`]: the notification every sink receives, and fingerprints.
 //!
@@ -15,6 +16,7 @@
 
 pub mod alert;
 pub mod calendar;
+pub mod gate;
 pub mod metric;
 mod notify;
 pub mod rule;
@@ -24,6 +26,7 @@ use std::collections::HashMap;
 
 pub use alert::{fingerprint, Alert, AlertStatus, Severity};
 pub use calendar::{Calendar, Phase, Verdict};
+pub use gate::NotifyGate;
 pub use metric::Metric;
 pub use rule::{Confirm, Evaluation, Inputs, RateRule, Spike};
 

@@ -116,6 +116,7 @@ impl Notice<'_> {
             baseline_rate: e.baseline_rate,
             category_rate: e.peer_rate,
             phase: phase.map(str::to_string),
+            repeat: false,
             starts_at,
             ends_at: (status == AlertStatus::Resolved).then_some(window_end),
             window_end,

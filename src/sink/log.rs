@@ -1,11 +1,25 @@
 //! The log sink: one structured line per alert transition, at WARN for a
-//! firing alert and INFO for a resolved one, under the `peakguard::alert` target.
+//! firing alert and INFO for a resolved one or a repeat, under the
+//! `peakguard::alert` target.
 
 use tracing::{info, warn};
 
 use crate::rules::{Alert, AlertStatus};
 
 pub fn deliver(a: &Alert) {
+    if a.repeat {
+        info!(
+            target: "peakguard::alert",
+            status = "firing",
+            repeat = true,
+            rule = %a.rule,
+            shop_id = %a.shop_id,
+            fingerprint = %a.fingerprint,
+            starts_at = a.starts_at,
+            "{} still firing (notified before the restart; not paged again)", a.rule
+        );
+        return;
+    }
     match a.status {
         AlertStatus::Firing => warn!(
             target: "peakguard::alert",

@@ -50,6 +50,13 @@ impl Sink {
         }
     }
 
+    /// A repeat (an alert already notified before a restart) goes to
+    /// Alertmanager, which must keep receiving it, and to the alerts topic,
+    /// which records state; a webhook would page again, so it is not sent there.
+    fn takes_repeats(&self) -> bool {
+        !matches!(self, Sink::Webhook(_))
+    }
+
     /// Periodic work between alerts (re-sending firing alerts), and how often.
     fn periodic(&self) -> Option<Duration> {
         match self {
@@ -78,6 +85,7 @@ pub async fn run(
     let mut queues = Vec::new();
     let mut tasks = Vec::new();
     for (name, sink) in sinks {
+        let repeats = sink.takes_repeats();
         let (tx, mut sink_rx) = mpsc::channel::<Arc<Alert>>(QUEUE_CAPACITY);
         let m = metrics.clone();
         tasks.push(tokio::spawn(async move {
@@ -100,13 +108,17 @@ pub async fn run(
                 }
             }
         }));
-        queues.push((name, tx));
+        queues.push((name, tx, repeats));
     }
     while let Some(alert) = rx.recv().await {
         log::deliver(&alert);
         metrics.sink_deliveries.with_label_values(&["log", "ok"]).inc();
         let shared = Arc::new(alert);
-        for (name, tx) in &queues {
+        for (name, tx, repeats) in &queues {
+            if shared.repeat && !repeats {
+                metrics.sink_deliveries.with_label_values(&[name, "repeat_skipped"]).inc();
+                continue;
+            }
             match tx.try_send(shared.clone()) {
                 Ok(()) => metrics.sink_queue_depth.with_label_values(&[name]).inc(),
                 Err(_) => {

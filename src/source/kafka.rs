@@ -32,13 +32,30 @@ use crate::pipeline::{Pipeline, PipelineStats};
 use crate::rules::Alert;
 
 /// How a worker runs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// Stop once every assigned partition has reached the end of its log
     /// (tests, one-off catch-up); the last buckets are then evaluated too.
     pub exit_when_caught_up: bool,
     /// New rules to put in force at the next tick (SIGHUP or file change).
     pub rules_update: Option<RulesUpdate>,
+    /// Hold alert notifications while assigned partitions catch up on the
+    /// backlog they had when assigned (see [`crate::rules::NotifyGate`]).
+    pub hold_during_catch_up: bool,
+    /// Read the alerts topic back at start, so alerts already notified by a
+    /// previous run are not paged again.
+    pub restore_alerts: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            exit_when_caught_up: false,
+            rules_update: None,
+            hold_during_catch_up: true,
+            restore_alerts: true,
+        }
+    }
 }
 
 pub use crate::reload::RulesUpdate;
@@ -123,6 +140,9 @@ struct SourceState {
     next_offset: Option<i64>,
     /// At the end of its log as of the last end-of-partition event.
     eof: bool,
+    /// The high watermark when the partition was assigned, until the worker
+    /// has read that far: the backlog during which notifications are held.
+    catch_up_to: Option<i64>,
 }
 
 struct Worker<'a> {
@@ -139,6 +159,8 @@ struct Worker<'a> {
     records: u64,
     decode_errors: u64,
     started: Instant,
+    /// [`WorkerOptions::hold_during_catch_up`].
+    hold: bool,
 }
 
 /// Runs one worker until `shutdown` is cancelled (or, with
@@ -183,7 +205,20 @@ pub fn run_worker(
         records: 0,
         decode_errors: 0,
         started: Instant::now(),
+        hold: opts.hold_during_catch_up,
     };
+    if opts.restore_alerts && !cfg.kafka.alerts_topic.is_empty() {
+        match super::restore::read_alerts(cfg, Duration::from_secs(15)) {
+            Ok(alerts) => {
+                let n = alerts.len();
+                w.pipeline.restore_alerts(alerts);
+                let firing = w.pipeline.gate().restored_count();
+                metrics.alerts_restored.set(firing as i64);
+                info!(records = n, firing, topic = %cfg.kafka.alerts_topic, "alerts topic read back");
+            }
+            Err(e) => warn!(error = %e, "cannot read the alerts topic back; alerts of a previous run may page again"),
+        }
+    }
     info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "worker started");
     w.run(&consumer, &shutdown, &opts, cfg.engine.tick_interval);
     Ok(w.finish(&consumer))
@@ -205,11 +240,18 @@ impl Worker<'_> {
         let mut last_tick = Instant::now();
         let mut last_evict = Instant::now();
         let mut last_export = Instant::now();
+        // Rules also run whenever event time has moved one finest bucket
+        // since they last ran: reading a backlog, minutes of event time pass
+        // between two processing-time ticks, and a ring keeps only a few
+        // buckets behind its newest.
+        let finest = self.pipeline.engine().config().windows.iter().map(|w| w.step_ms).min().unwrap_or(60_000);
+        let mut tick_mark = i64::MIN;
         while !shutdown.is_cancelled() {
             self.apply_rebalances(consumer);
             let batch_start = Instant::now();
             let mut n = 0;
             let mut timeout = Duration::from_millis(50);
+            let mut time_moved = false;
             // Drain what is ready, up to a batch, then tick.
             while n < 4096 {
                 match consumer.poll(timeout) {
@@ -217,6 +259,14 @@ impl Worker<'_> {
                     Some(Ok(msg)) => {
                         self.handle(consumer, &msg, &counters);
                         n += 1;
+                        let seen = self.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
+                        if tick_mark == i64::MIN {
+                            tick_mark = seen.saturating_add(finest);
+                        } else if seen >= tick_mark {
+                            tick_mark = seen.saturating_add(finest);
+                            time_moved = true;
+                            break;
+                        }
                     }
                     Some(Err(KafkaError::PartitionEOF(p))) => self.partition_eof(consumer, p),
                     Some(Err(e)) => {
@@ -232,7 +282,7 @@ impl Worker<'_> {
             if n > 0 {
                 self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
             }
-            if last_tick.elapsed() >= tick_interval {
+            if time_moved || last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
                 let update = opts.rules_update.as_ref().and_then(|slot| slot.lock().ok()?.take());
                 if let Some(book) = update {
@@ -242,13 +292,14 @@ impl Worker<'_> {
                 }
                 let now = self.proc_now();
                 self.pipeline.tick(now, &mut self.alerts);
+                self.update_catch_up();
                 self.flush_alerts();
                 if last_export.elapsed() >= Duration::from_secs(1) {
                     last_export = Instant::now();
                     if let Some(wm) = self.pipeline.watermark() {
                         self.metrics.export_scopes(self.pipeline.engine(), wm);
                     }
-                    self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), &[]);
+                    self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
                 }
                 if last_evict.elapsed() >= Duration::from_secs(10) {
                     last_evict = Instant::now();
@@ -263,11 +314,13 @@ impl Worker<'_> {
         }
         if opts.exit_when_caught_up {
             self.pipeline.finish(&mut self.alerts);
+            self.update_catch_up();
             self.flush_alerts();
         }
         if let Some(wm) = self.pipeline.watermark() {
             self.metrics.export_scopes(self.pipeline.engine(), wm);
         }
+        self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
     }
 
     fn all_caught_up(&self) -> bool {
@@ -294,6 +347,31 @@ impl Worker<'_> {
         (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
     }
 
+    /// The consumer's local position in a partition (no network call).
+    fn position(consumer: &BaseConsumer<RebalanceLog>, topic: &str, p: i32) -> Option<i64> {
+        let tpl = consumer.position().ok()?;
+        tpl.find_partition(topic, p)?.offset().to_raw().filter(|o| *o >= 0)
+    }
+
+    /// Holds notifications while any assigned partition has backlog left
+    /// from its assignment, and releases them once none has.
+    fn update_catch_up(&mut self) {
+        let behind = self.hold && self.sources.values().flatten().flatten().any(|s| s.catch_up_to.is_some());
+        match (behind, self.pipeline.gate().is_holding()) {
+            (true, false) => {
+                info!("partitions are catching up on their backlog; alert notifications are held until they are done");
+                self.pipeline.hold_notifications();
+            }
+            (false, true) => {
+                let before = self.alerts.len();
+                self.pipeline.release_notifications(&mut self.alerts);
+                info!(released = self.alerts.len() - before, "caught up; held alert notifications released");
+            }
+            _ => {}
+        }
+        self.metrics.catching_up.set(i64::from(self.pipeline.gate().is_holding()));
+    }
+
     /// End of log on partition `p` of some topic (librdkafka does not say
     /// which): every assigned partition `p` whose next offset has reached its
     /// cached high watermark is caught up.
@@ -303,9 +381,10 @@ impl Worker<'_> {
             let Some(Some(s)) = parts.get(p as usize) else {
                 continue;
             };
-            let at_end = match (s.next_offset, Self::high_watermark(consumer, topic, p)) {
+            // Nothing read yet: where the consumer stands (the committed offset).
+            let next = s.next_offset.or_else(|| Self::position(consumer, topic, p));
+            let at_end = match (next, Self::high_watermark(consumer, topic, p)) {
                 (Some(next), Some((_, high))) => next >= high,
-                // Nothing read yet: caught up only if the partition is empty.
                 (None, Some((low, high))) => low == high,
                 (_, None) => false,
             };
@@ -316,6 +395,7 @@ impl Worker<'_> {
         for (topic, p) in caught {
             if let Some(Some(s)) = self.sources.get_mut(&topic).and_then(|v| v.get_mut(p)) {
                 s.eof = true;
+                s.catch_up_to = None;
                 self.pipeline.caught_up(s.id);
             }
         }
@@ -331,8 +411,10 @@ impl Worker<'_> {
                 Change::Assigned(tps) => {
                     info!(partitions = ?tps, "partitions assigned");
                     for (topic, p) in tps {
-                        self.register(&topic, p);
+                        self.register(consumer, &topic, p);
                     }
+                    // Hold from the first record of the backlog on.
+                    self.update_catch_up();
                 }
                 Change::Revoked(tps) => {
                     info!(partitions = ?tps, "partitions revoked");
@@ -350,7 +432,7 @@ impl Worker<'_> {
     }
 
     /// Starts tracking `topic`/`partition` as a source, unless it already is.
-    fn register(&mut self, topic: &str, p: i32) {
+    fn register(&mut self, consumer: &BaseConsumer<RebalanceLog>, topic: &str, p: i32) {
         let parts = self.sources.entry(topic.to_string()).or_default();
         if parts.len() <= p as usize {
             parts.resize_with(p as usize + 1, || None);
@@ -360,7 +442,14 @@ impl Worker<'_> {
         }
         let id = SourceId(self.next_source);
         self.next_source += 1;
-        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false });
+        let catch_up_to = match consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) {
+            Ok((low, high)) => (high > low).then_some(high),
+            Err(e) => {
+                warn!(topic, partition = p, error = %e, "cannot read the high watermark; not holding alerts for it");
+                None
+            }
+        };
+        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to });
         self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
         self.metrics.partitions.with_label_values(&[topic]).inc();
     }
@@ -380,12 +469,15 @@ impl Worker<'_> {
             // rebalance callback runs inside poll): apply it, and register
             // the partition if it is still unknown.
             self.apply_rebalances(consumer);
-            self.register(topic, partition);
+            self.register(consumer, topic, partition);
         }
         let source = match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
             Some(Some(s)) => {
                 s.next_offset = Some(msg.offset() + 1);
                 s.eof = false;
+                if s.catch_up_to.is_some_and(|end| msg.offset() + 1 >= end) {
+                    s.catch_up_to = None;
+                }
                 s.id
             }
             _ => unreachable!("registered above"),

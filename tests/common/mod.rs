@@ -1,0 +1,115 @@
+//! Helpers shared by the tests that run on librdkafka's in-process cluster:
+//! events of one shop, and reading a topic back.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use peakguard::event::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+pub const ORDERS: &str = "t.orders";
+pub const REFUNDS: &str = "t.refunds";
+pub const ALERTS: &str = "t.alerts";
+pub const DLQ: &str = "t.dead-letter";
+/// 2026-11-11T00:00:00+08:00, on a minute boundary.
+pub const T0: Millis = 1_794_326_400_000;
+pub const MINUTE: Millis = 60_000;
+
+pub fn order(shop: &str, n: usize, t: Millis) -> Event {
+    Event {
+        event_id: format!("{shop}-o{n}"),
+        shop_id: shop.into(),
+        order_id: format!("{shop}-order-{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: "apparel".into(),
+        body: EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money: Money::new(9_900, "CNY").unwrap() },
+    }
+}
+
+pub fn refund(shop: &str, n: usize, t: Millis) -> Event {
+    Event {
+        event_id: format!("{shop}-r{n}"),
+        shop_id: shop.into(),
+        order_id: format!("{shop}-order-{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: "apparel".into(),
+        body: EventBody::Refund {
+            step: RefundStep::Requested,
+            refund_type: RefundType::RefundOnly,
+            stage: RefundStage::PreShipment,
+            reason: Reason::NotAsDescribed,
+            money: Money::new(9_900, "CNY").unwrap(),
+            order_paid_at: t - MINUTE,
+            requested_at: None,
+        },
+    }
+}
+
+/// Orders spread evenly over `minutes` minutes, `per_minute` each.
+pub fn orders(shop: &str, per_minute: usize, minutes: i64) -> Vec<Event> {
+    let mut v = Vec::new();
+    for m in 0..minutes {
+        for i in 0..per_minute {
+            let t = T0 + m * MINUTE + (i as i64 * MINUTE) / per_minute as i64;
+            v.push(order(shop, v.len(), t));
+        }
+    }
+    v
+}
+
+pub type Record = (Option<Vec<u8>>, Vec<u8>, HashMap<String, String>);
+
+/// Every record of partition 0 of `topic`, from the beginning.
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "it-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec(), headers));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            _ => {}
+        }
+    }
+    panic!("no end of partition on {topic} within 20 s");
+}
+
+/// Produces `events` (Avro, Confluent framing) keyed by shop id: orders to
+/// [`ORDERS`], everything else to [`REFUNDS`].
+pub async fn produce(brokers: &str, store: &peakguard::codec::SchemaStore, events: &[Event]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("producer");
+    for e in events {
+        let topic = if e.kind() == EventKind::Order { ORDERS } else { REFUNDS };
+        let bytes = store.encode(e).expect("encode");
+        producer
+            .send(FutureRecord::to(topic).key(&e.shop_id).payload(&bytes), Duration::from_secs(5))
+            .await
+            .expect("produce");
+    }
+}
