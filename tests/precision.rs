@@ -117,7 +117,7 @@ fn every_incident_alerts_within_two_minutes_and_no_healthy_shop_alerts() {
     // fed orders-first on one partition and refunds on the other.
     let mut minutes: Vec<Vec<(SourceId, Event)>> = (0..MINUTES).map(|_| Vec::new()).collect();
     let mut n = 0u64;
-    let mut push = |minutes: &mut Vec<Vec<(SourceId, Event)>>, src, e: Event| {
+    let push = |minutes: &mut Vec<Vec<(SourceId, Event)>>, src, e: Event| {
         let m = ((e.event_time - T0).div_euclid(MINUTE)).clamp(0, MINUTES - 1) as usize;
         minutes[m].push((src, e));
     };
