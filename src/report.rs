@@ -39,7 +39,8 @@ pub fn replay(r: &ReplayReport, cfg: &Config) -> String {
     let mut out = String::new();
     outln!(out, "alert timeline (event time of the window end):");
     for a in &r.alerts {
-        outln!(out, "  {}  {:<8}  {}", fmt_time(a.window_end), a.status.as_str(), alert_line(a));
+        let phase = a.phase.as_deref().map(|p| format!("  [{p}]")).unwrap_or_default();
+        outln!(out, "  {}  {:<8}  {}{phase}", fmt_time(a.window_end), a.status.as_str(), alert_line(a));
     }
     outln!(out, "per rule:");
     for rule in &cfg.rules {
@@ -50,14 +51,16 @@ pub fn replay(r: &ReplayReport, cfg: &Config) -> String {
         shops.sort();
         shops.dedup();
         let shown: Vec<&str> = shops.iter().take(10).copied().collect();
+        let muted = r.muted.get(&rule.name).copied().unwrap_or(0);
         outln!(
             out,
-            "  {} ({} {} {} > {}): fired {fired}, resolved {resolved}, shops {}{}",
+            "  {} ({} {} {} > {}): fired {fired}, resolved {resolved}{}, shops {}{}",
             rule.name,
             rule.metric,
             rule.window,
             rule.severity.as_str(),
             rule.threshold,
+            if muted > 0 { format!(", {muted} breaches muted by the calendar") } else { String::new() },
             shown.join(", "),
             if shops.len() > 10 { format!(" and {} more", shops.len() - 10) } else { String::new() }
         );

@@ -28,8 +28,10 @@ pub struct Calendar {
 /// What the calendar says about one rule at one time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict<'a> {
-    /// No phase, or a phase that leaves the rule alone.
-    Normal,
+    /// No phase (`None`), or a phase that leaves the rule alone.
+    Normal {
+        phase: Option<&'a str>,
+    },
     Muted {
         phase: &'a str,
     },
@@ -61,13 +63,13 @@ impl Calendar {
 
     /// What rule `rule` must do at `t`.
     pub fn verdict(&self, rule: &str, t: Millis) -> Verdict<'_> {
-        let Some(p) = self.phase_at(t) else { return Verdict::Normal };
+        let Some(p) = self.phase_at(t) else { return Verdict::Normal { phase: None } };
         if p.mute.iter().any(|m| m == "*" || m == rule) {
             return Verdict::Muted { phase: &p.name };
         }
         match p.thresholds.get(rule) {
             Some(&threshold) => Verdict::Threshold { phase: &p.name, threshold },
-            None => Verdict::Normal,
+            None => Verdict::Normal { phase: Some(&p.name) },
         }
     }
 }
@@ -87,12 +89,12 @@ mod tests {
         let mut sale = phase("main_sale", 300, 400);
         sale.thresholds.insert("refund_spike".into(), 0.2);
         let cal = Calendar::new(vec![sale, deposit]);
-        assert_eq!(cal.verdict("refund_spike", 99), Verdict::Normal);
+        assert_eq!(cal.verdict("refund_spike", 99), Verdict::Normal { phase: None });
         assert_eq!(cal.verdict("refund_spike", 100), Verdict::Muted { phase: "deposit" });
-        assert_eq!(cal.verdict("other", 150), Verdict::Normal);
-        assert_eq!(cal.verdict("refund_spike", 200), Verdict::Normal, "end is exclusive; gap");
+        assert_eq!(cal.verdict("other", 150), Verdict::Normal { phase: Some("deposit") });
+        assert_eq!(cal.verdict("refund_spike", 200), Verdict::Normal { phase: None }, "end is exclusive; gap");
         assert_eq!(cal.verdict("refund_spike", 300), Verdict::Threshold { phase: "main_sale", threshold: 0.2 });
-        assert_eq!(cal.verdict("refund_spike", 400), Verdict::Normal);
+        assert_eq!(cal.verdict("refund_spike", 400), Verdict::Normal { phase: None });
         assert_eq!(cal.phase_at(350).map(|p| p.name.as_str()), Some("main_sale"));
     }
 

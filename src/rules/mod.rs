@@ -166,7 +166,7 @@ impl RuleSet {
     ) -> Option<Alert> {
         let rule = &self.rules[r];
         let (threshold, phase, muted) = match self.calendar.verdict(&rule.name, window_end) {
-            Verdict::Normal => (rule.threshold, None, false),
+            Verdict::Normal { phase } => (rule.threshold, phase, false),
             Verdict::Muted { phase } => (rule.threshold, Some(phase), true),
             Verdict::Threshold { phase, threshold } => (threshold, Some(phase), false),
         };
