@@ -148,7 +148,8 @@ pub fn rules(cfg: &Config, file: &std::path::Path) -> String {
         if let Some(s) = &r.spike {
             let mut parts = Vec::new();
             if let Some((_, name)) = &s.baseline {
-                parts.push(format!("{}x its own {name}", s.baseline_ratio));
+                let when = s.baseline_phase.as_ref().map(|p| format!(" at the end of {p}")).unwrap_or_default();
+                parts.push(format!("{}x its own {name}{when}", s.baseline_ratio));
             }
             if let Some(c) = s.category_ratio {
                 parts.push(format!("{c}x its category"));

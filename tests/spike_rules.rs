@@ -49,6 +49,10 @@ fn event(shop: &Shop, n: u64, t: Millis, refund: bool) -> Event {
 
 /// Runs `minutes` of traffic from `start` (minute 0 = `start`) and returns the alerts.
 fn run(rules_toml: &str, shops: &mut [Shop], start: Millis, minutes: i64) -> Vec<Alert> {
+    run_pipeline(rules_toml, shops, start, minutes).0
+}
+
+fn run_pipeline(rules_toml: &str, shops: &mut [Shop], start: Millis, minutes: i64) -> (Vec<Alert>, Pipeline) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.toml");
     std::fs::write(&path, rules_toml).unwrap();
@@ -74,7 +78,7 @@ fn run(rules_toml: &str, shops: &mut [Shop], start: Millis, minutes: i64) -> Vec
         p.tick(m, &mut alerts);
     }
     p.finish(&mut alerts);
-    alerts
+    (alerts, p)
 }
 
 const SPIKE_RULE: &str = r#"
@@ -161,4 +165,53 @@ fn a_phase_mutes_the_rule_then_its_end_lets_it_page() {
     assert_eq!(first.status, AlertStatus::Firing);
     assert_eq!(first.window_end, T0 + 30 * MINUTE, "the first window end outside the phase: {first:#?}");
     assert_eq!(first.phase, None);
+}
+
+#[test]
+fn phase_baseline_compares_the_sale_with_the_pre_sale() {
+    // Pre-sale from 3 h before midnight; the rule compares each hour of the
+    // main sale with the shop's last hour of pre-sale.
+    let rules = r#"
+[[rules]]
+name = "vs_pre_sale"
+metric = "refund_rate"
+window = "1h"
+threshold = 0.03
+baseline_window = "1h"
+baseline_phase = "pre_sale"
+baseline_ratio = 3.0
+min_orders = 50
+min_refunds = 8
+
+[[phases]]
+name = "pre_sale"
+start = "2026-11-10T21:00:00+08:00"
+end = "2026-11-11T00:00:00+08:00"
+
+[[phases]]
+name = "main_sale"
+start = "2026-11-11T00:00:00+08:00"
+end = "2026-11-12T00:00:00+08:00"
+"#;
+    const PRE: i64 = 180;
+    let mut shops = vec![
+        // 2% in pre-sale, 25% from midnight: pages.
+        Shop {
+            id: "jump",
+            category: "home",
+            orders_per_min: 10,
+            rate: |m| if m >= PRE { 0.25 } else { 0.02 },
+            owed: 0.0,
+        },
+        // 20% all along: its pre-sale says that is normal.
+        Shop { id: "steady", category: "home", orders_per_min: 10, rate: |_| 0.2, owed: 0.0 },
+    ];
+    let (alerts, p) = run_pipeline(rules, &mut shops, T0 - PRE * MINUTE, PRE + 120);
+    assert_eq!(p.phase_baseline_shops("vs_pre_sale"), 2);
+    let fired: Vec<&Alert> = alerts.iter().filter(|a| a.status == AlertStatus::Firing).collect();
+    assert_eq!(fired.iter().map(|a| a.shop_id.as_str()).collect::<Vec<_>>(), vec!["jump"], "{fired:#?}");
+    let a = fired[0];
+    assert!(a.window_end > T0 && a.window_end <= T0 + 60 * MINUTE, "{a:#?}");
+    assert!((a.baseline_rate.unwrap() - 0.02).abs() < 0.005, "{a:#?}");
+    assert_eq!(a.phase.as_deref(), Some("main_sale"));
 }

@@ -267,6 +267,10 @@ pub struct RuleConfig {
     /// the rule's window starts) times `baseline_ratio` must be exceeded too.
     #[serde(default)]
     pub baseline_window: Option<String>,
+    /// Spike rule: read `baseline_window` as it was when this campaign phase
+    /// ended (e.g. the pre-sale), instead of just before the current window.
+    #[serde(default)]
+    pub baseline_phase: Option<String>,
     /// Spike rule: how many times its baseline the rate must be.
     #[serde(default)]
     pub baseline_ratio: Option<f64>,
@@ -343,6 +347,7 @@ impl RuleConfig {
             confirm_window: None,
             confirm_threshold: None,
             baseline_window: None,
+            baseline_phase: None,
             baseline_ratio: None,
             require_baseline: None,
             category_ratio: None,
@@ -509,6 +514,7 @@ impl Config {
                 }),
                 spike: r.is_spike().then(|| Spike {
                     baseline: r.baseline_window.as_ref().map(|name| (window(name), name.clone())),
+                    baseline_phase: r.baseline_phase.clone(),
                     baseline_ratio: r.baseline_ratio.unwrap_or(DEFAULT_BASELINE_RATIO),
                     require_baseline: r.require_baseline.unwrap_or(true),
                     category_ratio: r.category_ratio,

@@ -178,6 +178,10 @@ fn spike_rule_checks() {
     assert!(err.contains("no window has that name"), "{err}");
     let err = parse(&rule_text("scope = \"platform\"\ncategory_ratio = 2.0\n")).unwrap_err().to_string();
     assert!(err.contains("rules[0].category_ratio") && err.contains("shop"), "{err}");
+    let err = parse(&rule_text("baseline_window = \"1h\"\nbaseline_phase = \"pre_sale\"\n")).unwrap_err().to_string();
+    assert!(err.contains("rules[0].baseline_phase") && err.contains("no campaign phase"), "{err}");
+    let err = parse(&rule_text("baseline_phase = \"pre_sale\"\n")).unwrap_err().to_string();
+    assert!(err.contains("without baseline_window"), "{err}");
     let cfg = parse(&rule_text("baseline_window = \"24h\"\n")).expect("valid spike rule");
     let spike = cfg.rate_rules()[0].spike.clone().expect("spike");
     assert_eq!(spike.baseline_ratio, DEFAULT_BASELINE_RATIO);

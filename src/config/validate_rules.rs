@@ -117,12 +117,14 @@ impl Config {
         size: impl Fn(&str) -> Option<Duration>,
         step: impl Fn(&str) -> Option<Duration>,
     ) -> Result<(), ConfigError> {
-        if (r.baseline_ratio.is_some() || r.require_baseline.is_some()) && r.baseline_window.is_none() {
+        if (r.baseline_ratio.is_some() || r.require_baseline.is_some() || r.baseline_phase.is_some())
+            && r.baseline_window.is_none()
+        {
             return Err(invalid(
                 format!("{field}.baseline_ratio"),
                 r.baseline_ratio,
-                "set without baseline_window",
-                "add baseline_window = \"24h\" (the shop's own past), or drop baseline_ratio",
+                "baseline_ratio, require_baseline or baseline_phase set without baseline_window",
+                "add baseline_window = \"24h\" (the shop's own past), or drop them",
             ));
         }
         for (name, ratio) in [("baseline_ratio", r.baseline_ratio), ("category_ratio", r.category_ratio)] {
@@ -153,6 +155,18 @@ impl Config {
                 "no window has that name",
                 "use a window defined under [[engine.windows]], e.g. \"24h\"",
             ));
+        }
+        if let Some(phase) = &r.baseline_phase {
+            if !self.phases.iter().any(|p| &p.name == phase) {
+                return Err(invalid(
+                    format!("{field}.baseline_phase"),
+                    phase,
+                    "no campaign phase has that name",
+                    "name a [[phases]] entry, e.g. \"pre_sale\"",
+                ));
+            }
+            // Read once, when the phase ends: any window will do.
+            return Ok(());
         }
         if step(base) < size(&r.window) {
             return Err(invalid(

@@ -28,7 +28,7 @@ pub use alert::{fingerprint, Alert, AlertStatus, Severity};
 pub use calendar::{Calendar, Phase, Verdict};
 pub use gate::NotifyGate;
 pub use metric::Metric;
-pub use rule::{Confirm, Evaluation, Inputs, RateRule, Spike};
+pub use rule::{Confirm, Evaluation, Inputs, RateRule, Ratio, Spike};
 
 use crate::event::Millis;
 
@@ -325,6 +325,7 @@ mod tests {
     fn spike_rule() -> RateRule {
         let spike = Spike {
             baseline: Some((2, "24h".into())),
+            baseline_phase: None,
             baseline_ratio: 3.0,
             require_baseline: false,
             category_ratio: Some(2.0),
@@ -336,21 +337,20 @@ mod tests {
     fn spike_compares_with_baseline_and_category() {
         let r = spike_rule();
         let now = counts(200, 30); // 15%, bound about 10.7%
-        let quiet_past = counts(2_000, 40); // 2%: 3x is 6%
-        let quiet_peers = counts(10_000, 300); // 3%: 2x is 6%
-        let e =
-            r.evaluate(&Inputs { baseline: Some(&quiet_past), peers: Some(&quiet_peers), ..Inputs::of(&now) }, 0.02);
+        let quiet_past = (40, 2_000); // 2%: 3x is 6%
+        let quiet_peers = (300, 10_000); // 3%: 2x is 6%
+        let e = r.evaluate(&Inputs { baseline: Some(quiet_past), peers: Some(quiet_peers), ..Inputs::of(&now) }, 0.02);
         assert!(e.breached, "{e:?}");
         assert!((e.threshold - 0.06).abs() < 1e-9, "largest of 2%, 3x2%, 2x3%: {e:?}");
         assert_eq!((e.baseline_rate, e.peer_rate), (Some(0.02), Some(0.03)));
         // The shop always runs at 8%: 15% now is under 3x its own baseline.
-        let e = r.evaluate(&Inputs { baseline: Some(&counts(2_000, 160)), ..Inputs::of(&now) }, 0.02);
+        let e = r.evaluate(&Inputs { baseline: Some((160, 2_000)), ..Inputs::of(&now) }, 0.02);
         assert!(!e.breached && (e.threshold - 0.24).abs() < 1e-9, "{e:?}");
         // The whole category is at 10% (a platform-wide problem, not this shop).
-        let e = r.evaluate(&Inputs { peers: Some(&counts(10_000, 1_000)), ..Inputs::of(&now) }, 0.02);
+        let e = r.evaluate(&Inputs { peers: Some((1_000, 10_000)), ..Inputs::of(&now) }, 0.02);
         assert!(!e.breached && (e.threshold - 0.20).abs() < 1e-9, "{e:?}");
         // A baseline under the volume floor is not used; the floor still is.
-        let e = r.evaluate(&Inputs { baseline: Some(&counts(10, 0)), ..Inputs::of(&now) }, 0.2);
+        let e = r.evaluate(&Inputs { baseline: Some((0, 10)), ..Inputs::of(&now) }, 0.2);
         assert_eq!(e.baseline_rate, None);
         assert!(!e.breached, "the 20% floor holds: {e:?}");
         // Volume floor applies to spike rules too.
@@ -360,14 +360,14 @@ mod tests {
             RateRule { spike: Some(Spike { require_baseline: true, ..r.spike.clone().unwrap() }), ..r.clone() };
         assert!(r.evaluate(&Inputs::of(&now), 0.02).breached);
         assert!(!strict.evaluate(&Inputs::of(&now), 0.02).breached);
-        assert!(strict.evaluate(&Inputs { baseline: Some(&quiet_past), ..Inputs::of(&now) }, 0.02).breached);
+        assert!(strict.evaluate(&Inputs { baseline: Some(quiet_past), ..Inputs::of(&now) }, 0.02).breached);
     }
 
     #[test]
     fn spike_alert_carries_the_comparison() {
         let mut set = RuleSet::new(vec![spike_rule()]);
-        let (now, past) = (counts(200, 30), counts(2_000, 40));
-        let a = set.evaluate(0, "s", "c", &Inputs { baseline: Some(&past), ..Inputs::of(&now) }, 1).expect("fires");
+        let (now, past) = (counts(200, 30), (40, 2_000));
+        let a = set.evaluate(0, "s", "c", &Inputs { baseline: Some(past), ..Inputs::of(&now) }, 1).expect("fires");
         assert_eq!(a.baseline_rate, Some(0.02));
         assert_eq!(a.annotations["baseline_rate"], "0.020000");
         assert_eq!(a.annotations["numerator"], "30");

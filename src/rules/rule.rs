@@ -55,10 +55,13 @@ pub struct Confirm {
 /// the category's rate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spike {
-    /// The shop's own trailing rate: this window (index and name), read at
-    /// its last bucket that ends where the current window starts, e.g. the
-    /// 24 h before the current hour.
+    /// The shop's own past rate: this window (index and name), read at its
+    /// last bucket that ends where the current window starts (e.g. the 24 h
+    /// before the current hour), or where `baseline_phase` ended.
     pub baseline: Option<(usize, String)>,
+    /// Read the baseline window as it was when this campaign phase ended
+    /// (e.g. the last 24 h of the pre-sale), instead of just before now.
+    pub baseline_phase: Option<String>,
     pub baseline_ratio: f64,
     /// No page without a baseline that meets the volume floor (a shop new
     /// to the platform, or the first day after a cold start): the safe
@@ -75,11 +78,14 @@ pub struct Inputs<'a> {
     pub current: &'a Counts,
     /// The long window of a multi-window rule (`None`: no data).
     pub confirm: Option<&'a Counts>,
-    /// The baseline window of a spike rule.
-    pub baseline: Option<&'a Counts>,
-    /// The rest of the shop's category over the rule's window.
-    pub peers: Option<&'a Counts>,
+    /// A spike rule's baseline: (numerator, denominator) of its metric.
+    pub baseline: Option<Ratio>,
+    /// The rest of the shop's category over the rule's window: (numerator, denominator).
+    pub peers: Option<Ratio>,
 }
+
+/// (numerator, denominator) of a rule's metric.
+pub type Ratio = (u64, u64);
 
 impl<'a> Inputs<'a> {
     pub fn of(current: &'a Counts) -> Inputs<'a> {
@@ -142,9 +148,9 @@ impl RateRule {
         }
     }
 
-    /// The rate of `c` when it meets the rule's denominator floor.
-    fn floor_rate(&self, c: Option<&Counts>) -> Option<f64> {
-        let (k, n) = self.metric.ratio(c?);
+    /// The rate of `(k, n)` when it meets the rule's denominator floor.
+    fn floor_rate(&self, ratio: Option<Ratio>) -> Option<f64> {
+        let (k, n) = ratio?;
         (n >= self.min_denominator).then(|| k as f64 / n as f64)
     }
 

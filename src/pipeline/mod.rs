@@ -8,13 +8,22 @@
 //! alert. Reading
 //! only complete buckets means a topic that lags behind another (orders
 //! behind refunds) never makes a healthy shop look like a spike.
+//!
+//! * [`read`]: what a rule reads for one key (window, long window, baseline, peers).
+//! * [`phase_baseline`]: shop baselines captured when a campaign phase ends.
+
+mod phase_baseline;
+mod read;
+
+use phase_baseline::PhaseBaselines;
+use read::Read;
 
 use std::collections::HashSet;
 
 use crate::engine::window::bucket_of;
-use crate::engine::{Counts, Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
+use crate::engine::{Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec};
 use crate::event::{Event, Millis};
-use crate::rules::{fingerprint, Alert, AlertStatus, Inputs, NotifyGate, RateRule, RuleBook, RuleSet, Scope};
+use crate::rules::{fingerprint, Alert, AlertStatus, NotifyGate, RuleBook, RuleSet, Scope};
 
 /// Running totals of what a pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +47,7 @@ pub struct Pipeline {
     readable: Vec<i64>,
     stats: PipelineStats,
     gate: NotifyGate,
+    phase_baselines: PhaseBaselines,
 }
 
 impl Pipeline {
@@ -56,6 +66,7 @@ impl Pipeline {
             readable,
             stats: PipelineStats::default(),
             gate: NotifyGate::default(),
+            phase_baselines: PhaseBaselines::default(),
         }
     }
 
@@ -74,6 +85,11 @@ impl Pipeline {
 
     pub fn stats(&self) -> PipelineStats {
         self.stats
+    }
+
+    /// Shops with a phase baseline for spike rule `rule`.
+    pub fn phase_baseline_shops(&self, rule: &str) -> usize {
+        self.phase_baselines.len(rule)
     }
 
     pub fn gate(&self) -> &NotifyGate {
@@ -155,6 +171,7 @@ impl Pipeline {
         let Some(wm) = self.engine.watermark_mut().update(proc_now) else {
             return;
         };
+        self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms) - 1).collect();
         self.evaluate_through(&ends, out);
     }
@@ -165,6 +182,7 @@ impl Pipeline {
         let Some(wm) = self.engine.watermark_mut().finish() else {
             return;
         };
+        self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
         self.evaluate_through(&ends, out);
     }
@@ -193,7 +211,7 @@ impl Pipeline {
             }
         }
         let before = out.len();
-        let windows = &self.windows;
+        let (windows, phase_baselines) = (&self.windows, &self.phase_baselines);
         let rules = &mut self.rules;
         let track_seen = rules.active_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
@@ -206,7 +224,8 @@ impl Pipeline {
                 }
                 let w = rule.window;
                 for k in from..=end {
-                    let read = Read::at(&rules.rules()[r], Some(shop), Some(cat), windows, k);
+                    let read =
+                        Read::at(&rules.rules()[r], shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
                     let end_ms = (k + 1) * windows[w].step_ms;
                     if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
                         out.push(a);
@@ -235,7 +254,7 @@ impl Pipeline {
             let cat = self.engine.category(&category);
             for k in from..=end {
                 let rule = &self.rules.rules()[r];
-                let read = Read::at(rule, shop, cat, &self.windows, k);
+                let read = Read::at(rule, &shop_id, shop, cat, (&self.windows, &self.phase_baselines), k);
                 let end_ms = (k + 1) * self.windows[rule.window].step_ms;
                 if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &read.inputs(), end_ms) {
                     out.push(a);
@@ -253,6 +272,7 @@ impl Pipeline {
     /// at every bucket end of the tick; there are few of them.
     fn evaluate_scopes(&mut self, spans: &[Option<(i64, i64)>], out: &mut Vec<Alert>) {
         let (engine, rules, windows) = (&self.engine, &mut self.rules, &self.windows);
+        let phase_baselines = &self.phase_baselines;
         for r in 0..rules.rules().len() {
             let (scope, w) = (rules.rules()[r].scope, rules.rules()[r].window);
             let Some((from, end)) = spans[w] else { continue };
@@ -264,7 +284,7 @@ impl Pipeline {
             for k in from..=end {
                 let end_ms = (k + 1) * windows[w].step_ms;
                 for (name, view) in &targets {
-                    let read = Read::at(&rules.rules()[r], Some(*view), None, windows, k);
+                    let read = Read::at(&rules.rules()[r], name, Some(*view), None, (windows, phase_baselines), k);
                     if let Some(a) = rules.evaluate(r, name, name, &read.inputs(), end_ms) {
                         out.push(a);
                     }
@@ -272,61 +292,4 @@ impl Pipeline {
             }
         }
     }
-}
-
-/// What a rule reads for one key at bucket `k` of its window: the window
-/// itself, the long window of a multi-window rule, and a spike rule's
-/// baseline and peers (the rest of the category).
-struct Read {
-    current: Counts,
-    confirm: Option<Counts>,
-    baseline: Option<Counts>,
-    peers: Option<Counts>,
-}
-
-impl Read {
-    fn at(
-        rule: &RateRule,
-        view: Option<ScopeView<'_>>,
-        category: Option<ScopeView<'_>>,
-        windows: &[WindowSpec],
-        k: i64,
-    ) -> Read {
-        let current = view.map(|v| v.read(rule.window, k)).unwrap_or_default();
-        let end_ms = (k + 1) * windows[rule.window].step_ms;
-        let confirm = confirm_counts(rule, view, windows, end_ms);
-        let spike = rule.spike.as_ref();
-        let baseline = spike.and_then(|s| s.baseline.as_ref()).map(|(bw, _)| {
-            // The last baseline bucket that ends where the current window starts.
-            let start_ms = end_ms - windows[rule.window].size_ms;
-            view.map(|v| v.read(*bw, bucket_of(start_ms, windows[*bw].step_ms) - 1)).unwrap_or_default()
-        });
-        let peers = spike
-            .and_then(|s| s.category_ratio)
-            .and(category)
-            .map(|c| c.read(rule.window, k).saturating_minus(&current));
-        Read { current, confirm, baseline, peers }
-    }
-
-    fn inputs(&self) -> Inputs<'_> {
-        Inputs {
-            current: &self.current,
-            confirm: self.confirm.as_ref(),
-            baseline: self.baseline.as_ref(),
-            peers: self.peers.as_ref(),
-        }
-    }
-}
-
-/// Counts of a multi-window rule's long window: the last of its complete
-/// buckets that ends at or before `end_ms` (the short window's end).
-fn confirm_counts(
-    rule: &RateRule,
-    shop: Option<ScopeView<'_>>,
-    windows: &[WindowSpec],
-    end_ms: Millis,
-) -> Option<Counts> {
-    let confirm = rule.confirm.as_ref()?;
-    let step = windows[confirm.window].step_ms;
-    Some(shop.map(|s| s.read(confirm.window, bucket_of(end_ms, step) - 1)).unwrap_or_default())
 }

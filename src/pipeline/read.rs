@@ -1,0 +1,70 @@
+//! What a rule reads for one key at one bucket end: its window, the long
+//! window of a multi-window rule, and a spike rule's baseline (the shop's
+//! own past, or its rate when a campaign phase ended) and peers (the rest of
+//! its category). Pure.
+
+use super::phase_baseline::PhaseBaselines;
+use crate::engine::window::bucket_of;
+use crate::engine::{Counts, ScopeView, WindowSpec};
+use crate::event::Millis;
+use crate::rules::{Inputs, RateRule, Ratio};
+
+/// What a rule reads for one key at bucket `k` of its window: the window
+/// itself, the long window of a multi-window rule, and a spike rule's
+/// baseline and peers (the rest of the category).
+pub(super) struct Read {
+    current: Counts,
+    confirm: Option<Counts>,
+    baseline: Option<Ratio>,
+    peers: Option<Ratio>,
+}
+
+impl Read {
+    /// `key`: the shop (for phase baselines); `category`: its category's view.
+    pub fn at(
+        rule: &RateRule,
+        key: &str,
+        view: Option<ScopeView<'_>>,
+        category: Option<ScopeView<'_>>,
+        ctx: (&[WindowSpec], &PhaseBaselines),
+        k: i64,
+    ) -> Read {
+        let (windows, phase_baselines) = ctx;
+        let current = view.map(|v| v.read(rule.window, k)).unwrap_or_default();
+        let end_ms = (k + 1) * windows[rule.window].step_ms;
+        let confirm = confirm_counts(rule, view, windows, end_ms);
+        let spike = rule.spike.as_ref();
+        let baseline = spike.and_then(|s| match (&s.baseline, &s.baseline_phase) {
+            (None, _) => None,
+            (Some(_), Some(_)) => phase_baselines.get(&rule.name, key),
+            (Some((bw, _)), None) => {
+                // The last baseline bucket that ends where the current window starts.
+                let start_ms = end_ms - windows[rule.window].size_ms;
+                let past = view.map(|v| v.read(*bw, bucket_of(start_ms, windows[*bw].step_ms) - 1));
+                Some(rule.metric.ratio(&past.unwrap_or_default()))
+            }
+        });
+        let peers = spike.and_then(|s| s.category_ratio).and(category).map(|c| {
+            let ((kc, nc), (ks, ns)) = (rule.metric.ratio(&c.read(rule.window, k)), rule.metric.ratio(&current));
+            (kc.saturating_sub(ks), nc.saturating_sub(ns))
+        });
+        Read { current, confirm, baseline, peers }
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs { current: &self.current, confirm: self.confirm.as_ref(), baseline: self.baseline, peers: self.peers }
+    }
+}
+
+/// Counts of a multi-window rule's long window: the last of its complete
+/// buckets that ends at or before `end_ms` (the short window's end).
+fn confirm_counts(
+    rule: &RateRule,
+    shop: Option<ScopeView<'_>>,
+    windows: &[WindowSpec],
+    end_ms: Millis,
+) -> Option<Counts> {
+    let confirm = rule.confirm.as_ref()?;
+    let step = windows[confirm.window].step_ms;
+    Some(shop.map(|s| s.read(confirm.window, bucket_of(end_ms, step) - 1)).unwrap_or_default())
+}
