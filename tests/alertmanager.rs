@@ -78,6 +78,8 @@ fn now_ms() -> i64 {
 fn rule_set() -> RuleSet {
     let mut rule = RateRule::new("refund_rate_spike", Metric::RefundRate, 0, "5m", 0.1);
     rule.runbook_url = Some("https://wiki.example.com/runbooks/refund-spike".into());
+    rule.labels.insert("team".into(), "after-sales".into());
+    rule.annotations.insert("dashboard".into(), "https://grafana.example.com/d/peakguard".into());
     RuleSet::new(vec![rule])
 }
 
@@ -108,6 +110,18 @@ async fn alert_appears_is_not_duplicated_and_resolves() {
     assert_eq!(a["labels"]["scope"], "shop");
     assert_eq!(a["annotations"]["runbook_url"], "https://wiki.example.com/runbooks/refund-spike");
     assert!(a["annotations"]["description"].as_str().unwrap().starts_with("40 of 100"), "{a:#}");
+    assert_eq!(a["labels"]["team"], "after-sales", "the rule's own labels");
+    assert_eq!(a["annotations"]["dashboard"], "https://grafana.example.com/d/peakguard");
+    assert_eq!(a["annotations"]["numerator"], "40");
+    assert_eq!(a["annotations"]["denominator"], "100");
+    assert_eq!(a["annotations"]["rate"], "0.400000");
+    assert_eq!(a["annotations"]["window"], "5m");
+    let bound: f64 = a["annotations"]["wilson_lower_bound"].as_str().unwrap().parse().unwrap();
+    assert!(bound > 0.1 && bound < 0.4, "{a:#}");
+
+    // A restarted peakguard sends the same incident as a repeat: still one alert.
+    let repeat = Alert { repeat: true, ..fired.clone() };
+    assert!(sink.deliver(&repeat).await);
 
     // Re-sending (what happens every minute) keeps one alert.
     assert!(sink.resend().await);
