@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use peakguard::codec::{wire, SchemaStore};
 use peakguard::config::Config;
-use peakguard::event::*;
 use peakguard::runtime::{self, RunOptions};
 use peakguard::source::WorkerOptions;
 use rdkafka::mocking::MockCluster;
@@ -48,16 +47,9 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     }
     events.sort_by_key(|e| e.event_time);
 
+    produce(&cluster.bootstrap_servers(), &store, &events).await;
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().expect("producer");
-    for e in &events {
-        let topic = if e.kind() == EventKind::Order { ORDERS } else { REFUNDS };
-        let bytes = store.encode(e).expect("encode");
-        producer
-            .send(FutureRecord::to(topic).key(&e.shop_id).payload(&bytes), Duration::from_secs(5))
-            .await
-            .expect("produce");
-    }
     // Two bad records: not Confluent-framed, and an unknown schema id.
     let mut unknown = Vec::new();
     wire::write_header(&mut unknown, 999);
