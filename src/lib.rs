@@ -23,6 +23,7 @@
 //! * [`source`]: the Kafka consumer worker and NDJSON replay.
 //! * [`sink`]: alert delivery (log, Kafka alerts topic, webhook), a queue per sink.
 //! * [`metrics`] and [`http`]: Prometheus registry and the HTTP endpoints.
+//! * [`query`]: the read view behind the query API (alerts, top-K, shops, rules).
 //! * [`report`]: the demo summary and replay timeline the CLI prints.
 //! * [`generator`]: synthetic peak-sale traffic with an injected incident.
 //! * [`demo`]: the one-command demo on librdkafka's in-process cluster.
@@ -38,6 +39,7 @@ pub mod generator;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod reload;
 pub mod report;
 pub mod rules;

@@ -10,6 +10,7 @@ use crate::codec::DecodeError;
 use crate::engine::window::bucket_of;
 use crate::engine::{Engine, Fold, ScopeView};
 use crate::event::{EventKind, Millis, RefundType};
+use crate::pipeline::topk::TopList;
 use crate::rules::{Metric, NotifyGate, RuleSet};
 
 /// Categories beyond this many get no series of their own (bounded cardinality).
@@ -25,10 +26,16 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// `peakguard_alerts_total{rule, severity, status}`: notifications emitted.
     pub alerts: IntCounterVec,
-    /// `peakguard_alerts_firing`: (rule, shop) pairs firing now.
-    pub alerts_firing: IntGauge,
-    /// `peakguard_alerts_pending`: (rule, shop) pairs breaching, waiting out `for`.
-    pub alerts_pending: IntGauge,
+    /// `peakguard_alerts_firing{rule, severity}`: (rule, key) pairs firing now.
+    pub alerts_firing: IntGaugeVec,
+    /// `peakguard_alerts_pending{rule, severity}`: (rule, key) pairs breaching, waiting out `for`.
+    pub alerts_pending: IntGaugeVec,
+    /// `peakguard_consumer_lag{topic, partition}`: records between the high
+    /// watermark and the next offset to read.
+    pub consumer_lag: IntGaugeVec,
+    /// `peakguard_partition_event_time_seconds{topic, partition}`: newest event
+    /// time read from the partition (watermark age per partition).
+    pub partition_event_time: GaugeVec,
     /// `peakguard_sink_deliveries_total{sink, result}` (`ok`, `error`, `dropped`).
     pub sink_deliveries: IntCounterVec,
     /// `peakguard_sink_queue_depth{sink}`: alerts waiting for a sink.
@@ -64,6 +71,11 @@ pub struct Metrics {
     pub rules_muted: IntGaugeVec,
     /// `peakguard_campaign_phase{phase}`: 1 for the phase the watermark is in.
     pub campaign_phase: IntGaugeVec,
+    /// `peakguard_top_shop_bound{metric, window, rank, shop_id}`: the top-K
+    /// shops by Wilson lower bound (K x metrics x windows series at most).
+    pub top_shop_bound: GaugeVec,
+    /// `peakguard_top_shop_rate{metric, window, rank, shop_id}`: their rates.
+    pub top_shop_rate: GaugeVec,
     /// `peakguard_alerts_restored`: alerts found firing on the alerts topic at start.
     pub alerts_restored: IntGauge,
     /// `peakguard_catching_up`: 1 while assigned partitions replay their backlog
@@ -94,11 +106,34 @@ impl Metrics {
             &["rule", "severity", "status"],
         )
         .expect("valid metric");
-        let alerts_firing =
-            IntGauge::new("peakguard_alerts_firing", "Alerts (rule, shop) firing now").expect("valid metric");
-        let alerts_pending =
-            IntGauge::new("peakguard_alerts_pending", "Alerts (rule, shop) breaching but waiting out their `for`")
-                .expect("valid metric");
+        let alerts_firing = IntGaugeVec::new(
+            Opts::new("peakguard_alerts_firing", "Alerts (rule, key) firing now"),
+            &["rule", "severity"],
+        )
+        .expect("valid metric");
+        let alerts_pending = IntGaugeVec::new(
+            Opts::new("peakguard_alerts_pending", "Alerts (rule, key) breaching but waiting out their `for`"),
+            &["rule", "severity"],
+        )
+        .expect("valid metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "peakguard_consumer_lag",
+                "Records between a partition's high watermark and the next offset read",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        let partition_event_time = GaugeVec::new(
+            Opts::new(
+                "peakguard_partition_event_time_seconds",
+                "Newest event time read from a partition (Unix seconds)",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(consumer_lag.clone())).expect("unique metric");
+        registry.register(Box::new(partition_event_time.clone())).expect("unique metric");
         let sink_deliveries = IntCounterVec::new(
             Opts::new("peakguard_sink_deliveries_total", "Alert deliveries by sink and result"),
             &["sink", "result"],
@@ -180,6 +215,22 @@ impl Metrics {
             "Alerts found firing on the alerts topic at start (not paged again)",
         )
         .expect("valid metric");
+        let top_labels = &["metric", "window", "rank", "shop_id"];
+        let top_shop_bound = GaugeVec::new(
+            Opts::new(
+                "peakguard_top_shop_bound",
+                "Top-K shops per metric and window by Wilson lower bound of the rate",
+            ),
+            top_labels,
+        )
+        .expect("valid metric");
+        let top_shop_rate = GaugeVec::new(
+            Opts::new("peakguard_top_shop_rate", "Rate of the top-K shops (see peakguard_top_shop_bound)"),
+            top_labels,
+        )
+        .expect("valid metric");
+        registry.register(Box::new(top_shop_bound.clone())).expect("unique metric");
+        registry.register(Box::new(top_shop_rate.clone())).expect("unique metric");
         for g in [&rules_loaded, &catching_up, &alerts_restored] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
@@ -217,6 +268,8 @@ impl Metrics {
             alerts,
             alerts_firing,
             alerts_pending,
+            consumer_lag,
+            partition_event_time,
             sink_deliveries,
             sink_queue_depth,
             batch_duration,
@@ -235,6 +288,8 @@ impl Metrics {
             campaign_phase,
             catching_up,
             alerts_restored,
+            top_shop_bound,
+            top_shop_rate,
         }
     }
 
@@ -242,6 +297,14 @@ impl Metrics {
     /// `watermark`.
     pub fn export_rules(&self, rules: &RuleSet, watermark: Option<Millis>, gate: &NotifyGate) {
         self.rules_loaded.set(rules.rules().len() as i64);
+        // Rules removed by a reload must not leave their series behind.
+        self.alerts_firing.reset();
+        self.alerts_pending.reset();
+        for (rule, (firing, pending)) in rules.rules().iter().zip(rules.counts_by_rule()) {
+            let labels = [rule.name.as_str(), rule.severity.as_str()];
+            self.alerts_firing.with_label_values(&labels).set(firing as i64);
+            self.alerts_pending.with_label_values(&labels).set(pending as i64);
+        }
         for (i, rule) in rules.rules().iter().enumerate() {
             self.rules_muted.with_label_values(&[&rule.name, "phase"]).set(rules.muted()[i] as i64);
             let held = gate.held_total().get(&rule.name).copied().unwrap_or(0);
@@ -295,6 +358,20 @@ impl Metrics {
         }
         self.categories_not_exported.set(skipped);
         self.dedup_evicted.set(engine.dedup_evicted() as i64);
+    }
+
+    /// Publishes the top-K lists (replacing the previous shops).
+    pub fn export_top(&self, lists: &[TopList]) {
+        self.top_shop_bound.reset();
+        self.top_shop_rate.reset();
+        for l in lists {
+            for (i, e) in l.entries.iter().enumerate() {
+                let rank = (i + 1).to_string();
+                let labels = [l.metric, l.window.as_str(), rank.as_str(), e.shop_id.as_str()];
+                self.top_shop_bound.with_label_values(&labels).set(e.wilson_lower_bound);
+                self.top_shop_rate.with_label_values(&labels).set(e.rate);
+            }
+        }
     }
 
     /// Pre-resolved `events_total` children, indexed by kind and outcome.

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::codec::SchemaStore;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::query::ReadView;
 use crate::rules::Alert;
 use crate::sink::{self, alertmanager::AlertmanagerSink, kafka::KafkaSink, webhook::WebhookSink, Sink};
 use crate::source::kafka::{client_config, SourceError};
@@ -48,6 +49,8 @@ pub struct RunSummary {
     /// Every alert notification delivered, in order.
     pub alerts: Vec<Alert>,
     pub metrics: Arc<Metrics>,
+    /// The query API's read view as the run left it.
+    pub view: Arc<ReadView>,
 }
 
 /// A started HTTP server's address, reported before the run ends.
@@ -62,6 +65,7 @@ pub async fn run(
     on_listen: Option<OnListen>,
 ) -> Result<RunSummary, RunError> {
     let metrics = Arc::new(Metrics::new());
+    let view = ReadView::new();
     let http_stop = CancellationToken::new();
     let mut http_task = None;
     if opts.http {
@@ -69,7 +73,9 @@ pub async fn run(
             addr: cfg.http.listen.clone(),
             cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an ip:port"),
         })?;
-        let (bound, task) = crate::http::serve(addr, metrics.clone(), http_stop.clone())
+        let token = (!cfg.http.token.is_empty()).then(|| Arc::from(cfg.http.token.as_str()));
+        let state = crate::http::AppState { metrics: metrics.clone(), view: view.clone(), token };
+        let (bound, task) = crate::http::serve(addr, state, http_stop.clone())
             .await
             .map_err(|cause| RunError::Listen { addr: cfg.http.listen.clone(), cause })?;
         info!(%bound, "serving /metrics and /healthz");
@@ -106,10 +112,11 @@ pub async fn run(
     }
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();
+    let worker_view = view.clone();
     std::thread::Builder::new()
         .name("peakguard-worker".into())
         .spawn(move || {
-            let result = run_worker(&cfg, &store, &worker_metrics, tx, shutdown, worker_opts);
+            let result = run_worker(&cfg, &store, &worker_metrics, &worker_view, tx, shutdown, worker_opts);
             let _ = done_tx.send(result);
         })
         .map_err(|_| RunError::WorkerPanicked)?;
@@ -123,5 +130,5 @@ pub async fn run(
         let _ = t.await;
     }
     let alerts = delivered.lock().map(|d| d.clone()).unwrap_or_default();
-    Ok(RunSummary { report, alerts, metrics })
+    Ok(RunSummary { report, alerts, metrics, view })
 }

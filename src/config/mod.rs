@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::{EngineConfig, WindowSpec};
+use crate::pipeline::topk::TopKConfig;
 use crate::rules::{stats, Calendar, Confirm, Metric, Phase, RateRule, RuleBook, Scope, Severity, Spike};
 
 /// A configuration problem, reported at start.
@@ -46,6 +47,7 @@ pub struct Config {
     /// The campaign calendar.
     pub phases: Vec<PhaseConfig>,
     pub http: HttpConfig,
+    pub topk: TopKSection,
     pub webhook: WebhookConfig,
     pub alertmanager: AlertmanagerConfig,
 }
@@ -361,16 +363,53 @@ impl RuleConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address of /metrics and /healthz; localhost by default.
+    /// Address of /metrics, /healthz, /readyz and /api/v1; localhost by default.
     pub listen: String,
+    /// When set, /api/v1 requires `Authorization: Bearer <token>`. Never printed.
+    pub token: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig { listen: "127.0.0.1:9464".into(), token: String::new() }
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
+
+/// The top-K shops per metric and window (/metrics and /api/v1/top).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopKSection {
+    /// Shops per list; 0 turns it off.
+    pub k: usize,
+    /// Metrics ranked (every window is).
+    pub metrics: Vec<String>,
+    /// Shops under this denominator (e.g. orders paid) are not ranked.
+    pub min_orders: u64,
+    /// Confidence of the Wilson lower bound shops are ranked by.
+    pub confidence: f64,
+}
+
+impl Default for TopKSection {
+    fn default() -> Self {
+        let d = TopKConfig::default();
+        TopKSection {
+            k: d.k,
+            metrics: d.metrics.iter().map(|m| m.name().to_string()).collect(),
+            min_orders: d.min_denominator,
+            confidence: 0.95,
+        }
     }
 }
 
@@ -480,6 +519,17 @@ impl Config {
             max_future_ms: self.engine.max_future.as_millis() as i64,
             dedup_horizon_ms: self.engine.dedup_horizon.unwrap_or(self.engine.allowed_lateness).as_millis() as i64,
             dedup_capacity: self.engine.dedup_capacity,
+        }
+    }
+
+    /// The top-K settings. Call after [`validate`](Self::validate).
+    pub fn top_k_config(&self) -> TopKConfig {
+        let t = &self.topk;
+        TopKConfig {
+            k: t.k,
+            metrics: t.metrics.iter().filter_map(|m| Metric::from_name(m)).collect(),
+            min_denominator: t.min_orders,
+            z: stats::z_for_confidence(t.confidence),
         }
     }
 

@@ -146,6 +146,41 @@ impl Config {
                 "use resend_interval = \"1m\" (Alertmanager's client contract)",
             ));
         }
+        let t = &self.topk;
+        if t.k > 100 {
+            return Err(invalid(
+                "topk.k",
+                t.k,
+                "more than 100 shops per list",
+                "use 10 to 20; the query API serves more detail",
+            ));
+        }
+        for (i, m) in t.metrics.iter().enumerate() {
+            if crate::rules::Metric::from_name(m).is_none() {
+                return Err(invalid(
+                    format!("topk.metrics[{i}]"),
+                    m,
+                    "no such metric",
+                    format!("use one of {}", crate::rules::Metric::names().join(", ")),
+                ));
+            }
+        }
+        if !(t.confidence >= 0.5 && t.confidence < 1.0) || t.min_orders == 0 {
+            return Err(invalid(
+                "topk.confidence",
+                t.confidence,
+                "confidence must be in [0.5, 1) and min_orders at least 1",
+                "use confidence = 0.95, min_orders = 30",
+            ));
+        }
+        if !self.http.token.is_empty() && self.http.token.len() < 16 {
+            return Err(invalid(
+                "http.token",
+                "<redacted>",
+                "shorter than 16 characters",
+                "use a long random token, e.g. the output of `openssl rand -hex 32`",
+            ));
+        }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",

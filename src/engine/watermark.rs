@@ -82,6 +82,11 @@ impl WatermarkTracker {
         }
     }
 
+    /// Newest event time read from `id`.
+    pub fn source_max(&self, id: SourceId) -> Option<Millis> {
+        self.parts.get(id.0 as usize)?.as_ref()?.max_event
+    }
+
     /// Newest event time seen on any partition.
     pub fn max_seen(&self) -> Option<Millis> {
         self.max_seen

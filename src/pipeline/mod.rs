@@ -11,12 +11,15 @@
 //!
 //! * [`read`]: what a rule reads for one key (window, long window, baseline, peers).
 //! * [`phase_baseline`]: shop baselines captured when a campaign phase ends.
+//! * [`topk`]: the top-K shops per metric and window.
 
 mod phase_baseline;
 mod read;
+pub mod topk;
 
 use phase_baseline::PhaseBaselines;
 use read::Read;
+use topk::{TopK, TopKConfig, TopList};
 
 use std::collections::HashSet;
 
@@ -48,6 +51,7 @@ pub struct Pipeline {
     stats: PipelineStats,
     gate: NotifyGate,
     phase_baselines: PhaseBaselines,
+    topk: TopK,
 }
 
 impl Pipeline {
@@ -58,6 +62,7 @@ impl Pipeline {
         // Exactly readable: as far behind a shop's newest bucket as its rings keep.
         let readable = (0..windows.len()).map(|w| engine.slack(w) as i64).collect();
         let rules = RuleSet::new(rules);
+        let n_windows = windows.len();
         Pipeline {
             engine,
             rules,
@@ -67,7 +72,24 @@ impl Pipeline {
             stats: PipelineStats::default(),
             gate: NotifyGate::default(),
             phase_baselines: PhaseBaselines::default(),
+            topk: TopK::new(TopKConfig { k: 0, ..TopKConfig::default() }, n_windows),
         }
+    }
+
+    /// Ranks shops per metric and window (off until called).
+    pub fn with_top_k(mut self, cfg: TopKConfig) -> Pipeline {
+        self.topk = TopK::new(cfg, self.windows.len());
+        self
+    }
+
+    /// The top-K lists at the last evaluated bucket of each window.
+    pub fn top_k(&mut self) -> Vec<TopList> {
+        let Some(ends) = self.evaluated.iter().copied().collect::<Option<Vec<i64>>>() else {
+            return Vec::new(); // nothing evaluated yet
+        };
+        let end_ms: Vec<i64> = ends.iter().zip(&self.windows).map(|(k, w)| (k + 1) * w.step_ms).collect();
+        let names: Vec<String> = self.windows.iter().map(|w| w.name.clone()).collect();
+        self.topk.refresh(&self.engine, &ends, &names, &end_ms)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -213,6 +235,7 @@ impl Pipeline {
         let before = out.len();
         let (windows, phase_baselines) = (&self.windows, &self.phase_baselines);
         let rules = &mut self.rules;
+        let topk = &mut self.topk;
         let track_seen = rules.active_count() > 0;
         let mut seen: HashSet<Box<str>> = HashSet::new();
         self.engine.drain_pending(|shop_id, category, shop, cat, newest| {
@@ -232,6 +255,7 @@ impl Pipeline {
                     }
                 }
             }
+            topk.offer(shop_id, shop, ends);
             if track_seen {
                 seen.insert(shop_id.into());
             }

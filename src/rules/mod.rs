@@ -141,6 +141,18 @@ impl RuleSet {
         self.active.iter().filter(|(_, s)| matches!(s, State::Firing { .. })).map(|((r, k), _)| (*r, &**k))
     }
 
+    /// Per rule (same order as [`rules`](Self::rules)): (firing, pending) keys.
+    pub fn counts_by_rule(&self) -> Vec<(u64, u64)> {
+        let mut counts = vec![(0, 0); self.rules.len()];
+        for ((r, _), state) in &self.active {
+            match state {
+                State::Firing { .. } => counts[*r].0 += 1,
+                State::Pending { .. } => counts[*r].1 += 1,
+            }
+        }
+        counts
+    }
+
     pub fn active_count(&self) -> usize {
         self.active.len()
     }

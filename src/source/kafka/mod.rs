@@ -9,26 +9,30 @@
 //! comes with checkpoints). Records that cannot be decoded, and events too
 //! late to count, go to the dead-letter topic with their reason in headers.
 
+mod partitions;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientConfig, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::partitions::{RebalanceLog, SourceState};
 use super::dead_letter::DeadLetters;
 use super::limiter::LogLimiter;
 use crate::codec::{self, SchemaStore};
 use crate::config::Config;
-use crate::engine::{Fold, SourceId};
+use crate::engine::Fold;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineStats};
+use crate::query::{ReadView, RulesInfo};
 use crate::rules::Alert;
 
 /// How a worker runs.
@@ -85,45 +89,6 @@ pub enum SourceError {
     Producer(KafkaError),
 }
 
-enum Change {
-    Assigned(Vec<(String, i32)>),
-    Revoked(Vec<(String, i32)>),
-}
-
-/// Records rebalances; the poll loop applies them on its own thread.
-struct RebalanceLog {
-    changes: Mutex<Vec<Change>>,
-}
-
-impl ClientContext for RebalanceLog {
-    fn error(&self, error: KafkaError, reason: &str) {
-        // End of partition also arrives here as a "global" error; it is not one.
-        if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
-            return;
-        }
-        warn!(error = %error, reason, "librdkafka error");
-    }
-}
-
-impl ConsumerContext for RebalanceLog {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let list = |tpl: &rdkafka::TopicPartitionList| {
-            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()
-        };
-        let change = match rebalance {
-            Rebalance::Assign(tpl) => Change::Assigned(list(tpl)),
-            Rebalance::Revoke(tpl) => Change::Revoked(list(tpl)),
-            Rebalance::Error(e) => {
-                warn!(error = %e, "rebalance failed");
-                return;
-            }
-        };
-        if let Ok(mut c) = self.changes.lock() {
-            c.push(change);
-        }
-    }
-}
-
 /// librdkafka client settings shared by the consumer and producers.
 pub fn client_config(cfg: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -134,21 +99,11 @@ pub fn client_config(cfg: &Config) -> ClientConfig {
     c
 }
 
-struct SourceState {
-    id: SourceId,
-    /// Offset after the last record read; `None` before the first.
-    next_offset: Option<i64>,
-    /// At the end of its log as of the last end-of-partition event.
-    eof: bool,
-    /// The high watermark when the partition was assigned, until the worker
-    /// has read that far: the backlog during which notifications are held.
-    catch_up_to: Option<i64>,
-}
-
 struct Worker<'a> {
     dead_letters: Option<DeadLetters>,
     store: &'a SchemaStore,
     metrics: &'a Metrics,
+    view: &'a ReadView,
     pipeline: Pipeline,
     sources: HashMap<String, Vec<Option<SourceState>>>,
     next_source: u32,
@@ -169,6 +124,7 @@ pub fn run_worker(
     cfg: &Config,
     store: &SchemaStore,
     metrics: &Metrics,
+    view: &ReadView,
     alerts_tx: mpsc::Sender<Alert>,
     shutdown: CancellationToken,
     opts: WorkerOptions,
@@ -195,7 +151,8 @@ pub fn run_worker(
         dead_letters,
         store,
         metrics,
-        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book()),
+        view,
+        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book()).with_top_k(cfg.top_k_config()),
         sources: HashMap::new(),
         next_source: 0,
         alerts_tx,
@@ -282,6 +239,7 @@ impl Worker<'_> {
             if n > 0 {
                 self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
             }
+            self.answer_queries();
             if time_moved || last_tick.elapsed() >= tick_interval {
                 last_tick = Instant::now();
                 let update = opts.rules_update.as_ref().and_then(|slot| slot.lock().ok()?.take());
@@ -296,10 +254,7 @@ impl Worker<'_> {
                 self.flush_alerts();
                 if last_export.elapsed() >= Duration::from_secs(1) {
                     last_export = Instant::now();
-                    if let Some(wm) = self.pipeline.watermark() {
-                        self.metrics.export_scopes(self.pipeline.engine(), wm);
-                    }
-                    self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
+                    self.publish(consumer);
                 }
                 if last_evict.elapsed() >= Duration::from_secs(10) {
                     last_evict = Instant::now();
@@ -317,141 +272,31 @@ impl Worker<'_> {
             self.update_catch_up();
             self.flush_alerts();
         }
+        self.publish(consumer);
+    }
+
+    /// Once a second: metrics of scopes, partitions and top-K, and the read
+    /// view behind the query API.
+    fn publish(&mut self, consumer: &BaseConsumer<RebalanceLog>) {
+        let _span = tracing::debug_span!("publish").entered();
         if let Some(wm) = self.pipeline.watermark() {
             self.metrics.export_scopes(self.pipeline.engine(), wm);
         }
-        self.metrics.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
+        self.export_partitions(consumer);
+        let top = self.pipeline.top_k();
+        self.metrics.export_top(&top);
+        self.view.set_top(top);
+        self.view.set_rules(RulesInfo::of(self.pipeline.rules(), self.pipeline.watermark()));
+        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        self.view.set_ready(assigned && !self.pipeline.gate().is_holding());
     }
 
-    fn all_caught_up(&self) -> bool {
-        let mut sources = self.sources.values().flat_map(|parts| parts.iter().flatten()).peekable();
-        sources.peek().is_some() && sources.all(|s| s.eof)
-    }
-
-    /// The high watermark librdkafka cached from its last fetch of this
-    /// partition (no network call); `None` when not known yet.
-    fn high_watermark(consumer: &BaseConsumer<RebalanceLog>, topic: &str, partition: i32) -> Option<(i64, i64)> {
-        let topic_c = std::ffi::CString::new(topic).ok()?;
-        let (mut low, mut high) = (-1i64, -1i64);
-        // SAFETY: the client pointer is valid for the consumer's lifetime and
-        // the call only reads librdkafka's cached offsets into our locals.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                consumer.client().native_ptr(),
-                topic_c.as_ptr(),
-                partition,
-                &mut low,
-                &mut high,
-            )
-        };
-        (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
-    }
-
-    /// The consumer's local position in a partition (no network call).
-    fn position(consumer: &BaseConsumer<RebalanceLog>, topic: &str, p: i32) -> Option<i64> {
-        let tpl = consumer.position().ok()?;
-        tpl.find_partition(topic, p)?.offset().to_raw().filter(|o| *o >= 0)
-    }
-
-    /// Holds notifications while any assigned partition has backlog left
-    /// from its assignment, and releases them once none has.
-    fn update_catch_up(&mut self) {
-        let behind = self.hold && self.sources.values().flatten().flatten().any(|s| s.catch_up_to.is_some());
-        match (behind, self.pipeline.gate().is_holding()) {
-            (true, false) => {
-                info!("partitions are catching up on their backlog; alert notifications are held until they are done");
-                self.pipeline.hold_notifications();
-            }
-            (false, true) => {
-                let before = self.alerts.len();
-                self.pipeline.release_notifications(&mut self.alerts);
-                info!(released = self.alerts.len() - before, "caught up; held alert notifications released");
-            }
-            _ => {}
+    /// Answers the query API's shop requests (between two batches).
+    fn answer_queries(&self) {
+        for request in self.view.take_requests() {
+            let report = crate::query::shop::report(self.pipeline.engine(), &request.0);
+            self.view.answer(request, report);
         }
-        self.metrics.catching_up.set(i64::from(self.pipeline.gate().is_holding()));
-    }
-
-    /// End of log on partition `p` of some topic (librdkafka does not say
-    /// which): every assigned partition `p` whose next offset has reached its
-    /// cached high watermark is caught up.
-    fn partition_eof(&mut self, consumer: &BaseConsumer<RebalanceLog>, p: i32) {
-        let mut caught = Vec::new();
-        for (topic, parts) in &self.sources {
-            let Some(Some(s)) = parts.get(p as usize) else {
-                continue;
-            };
-            // Nothing read yet: where the consumer stands (the committed offset).
-            let next = s.next_offset.or_else(|| Self::position(consumer, topic, p));
-            let at_end = match (next, Self::high_watermark(consumer, topic, p)) {
-                (Some(next), Some((_, high))) => next >= high,
-                (None, Some((low, high))) => low == high,
-                (_, None) => false,
-            };
-            if at_end {
-                caught.push((topic.clone(), p as usize));
-            }
-        }
-        for (topic, p) in caught {
-            if let Some(Some(s)) = self.sources.get_mut(&topic).and_then(|v| v.get_mut(p)) {
-                s.eof = true;
-                s.catch_up_to = None;
-                self.pipeline.caught_up(s.id);
-            }
-        }
-    }
-
-    fn apply_rebalances(&mut self, consumer: &BaseConsumer<RebalanceLog>) {
-        let changes = match consumer.context().changes.lock() {
-            Ok(mut c) => std::mem::take(&mut *c),
-            Err(_) => return,
-        };
-        for change in changes {
-            match change {
-                Change::Assigned(tps) => {
-                    info!(partitions = ?tps, "partitions assigned");
-                    for (topic, p) in tps {
-                        self.register(consumer, &topic, p);
-                    }
-                    // Hold from the first record of the backlog on.
-                    self.update_catch_up();
-                }
-                Change::Revoked(tps) => {
-                    info!(partitions = ?tps, "partitions revoked");
-                    for (topic, p) in tps {
-                        if let Some(Some(s)) =
-                            self.sources.get_mut(&topic).and_then(|v| v.get_mut(p as usize)).map(Option::take)
-                        {
-                            self.pipeline.revoke(s.id);
-                            self.metrics.partitions.with_label_values(&[&topic]).dec();
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Starts tracking `topic`/`partition` as a source, unless it already is.
-    fn register(&mut self, consumer: &BaseConsumer<RebalanceLog>, topic: &str, p: i32) {
-        let parts = self.sources.entry(topic.to_string()).or_default();
-        if parts.len() <= p as usize {
-            parts.resize_with(p as usize + 1, || None);
-        }
-        if parts[p as usize].is_some() {
-            return;
-        }
-        let id = SourceId(self.next_source);
-        self.next_source += 1;
-        let catch_up_to = match consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) {
-            Ok((low, high)) => (high > low).then_some(high),
-            Err(e) => {
-                warn!(topic, partition = p, error = %e, "cannot read the high watermark; not holding alerts for it");
-                None
-            }
-        };
-        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to });
-        self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
-        self.metrics.partitions.with_label_values(&[topic]).inc();
     }
 
     fn handle(
@@ -537,14 +382,14 @@ impl Worker<'_> {
     fn flush_alerts(&mut self) {
         let m = self.metrics;
         for a in self.alerts.drain(..) {
+            self.view.record(&a);
             m.alerts.with_label_values(&[&a.rule, a.severity.as_str(), a.status.as_str()]).inc();
             // Back-pressure rather than loss: the sink queue is bounded.
             if self.alerts_tx.blocking_send(a).is_err() {
                 warn!("alert sink is gone; alert dropped");
             }
         }
-        m.alerts_firing.set(self.pipeline.rules().firing_count() as i64);
-        m.alerts_pending.set(self.pipeline.rules().pending_count() as i64);
+        m.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
         m.shops.set(self.pipeline.engine().shop_count() as i64);
         if let Some(wm) = self.pipeline.watermark() {
             m.watermark.set(wm as f64 / 1000.0);

@@ -1,0 +1,163 @@
+//! A bounded top-K of shops per (metric, window), ranked by the Wilson lower
+//! bound of the rate (so 1 refund of 1 order does not top the list) among
+//! shops over a denominator floor. Pure.
+//!
+//! Shops are offered as the rules visit them (only shops whose counters
+//! changed), and kept as candidates while they rank within `2K`. A
+//! [`refresh`](TopK::refresh) re-reads every candidate at the last complete
+//! bucket (so a shop that went quiet drops as its window drains), sorts, and
+//! trims: O(K) reads, whatever the number of shops.
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::engine::{Engine, ScopeView};
+use crate::rules::{stats, Metric};
+
+/// Which (metric, window) pairs to rank, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopKConfig {
+    /// Entries per list; 0 turns the top-K off.
+    pub k: usize,
+    pub metrics: Vec<Metric>,
+    /// Shops under this denominator (e.g. orders paid) are not ranked.
+    pub min_denominator: u64,
+    /// One-sided z of the ranking bound.
+    pub z: f64,
+}
+
+impl Default for TopKConfig {
+    fn default() -> Self {
+        TopKConfig {
+            k: 10,
+            metrics: vec![
+                Metric::RefundRate,
+                Metric::QualityRefundRate,
+                Metric::DisputeRefundRate,
+                Metric::NotReceivedRate,
+                Metric::ChargebackRatio,
+            ],
+            min_denominator: 30,
+            z: stats::z_for_confidence(0.95),
+        }
+    }
+}
+
+/// One ranked shop.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopEntry {
+    pub shop_id: String,
+    pub category: String,
+    pub numerator: u64,
+    pub denominator: u64,
+    pub rate: f64,
+    pub wilson_lower_bound: f64,
+}
+
+/// One ranked list.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopList {
+    pub metric: &'static str,
+    pub window: String,
+    /// Event time (UTC ms) of the window end the list describes.
+    pub window_end: i64,
+    pub entries: Vec<TopEntry>,
+}
+
+/// Keeps the `2k` best candidates; returns the `k`-th best bound.
+fn trim(cands: &mut FxHashMap<Box<str>, f64>, k: usize) -> f64 {
+    let mut bounds: Vec<f64> = cands.values().copied().collect();
+    bounds.sort_by(|a, b| b.total_cmp(a));
+    let keep = bounds.get(2 * k - 1).copied().unwrap_or(0.0);
+    cands.retain(|_, b| *b >= keep);
+    bounds.get(k - 1).copied().unwrap_or(0.0)
+}
+
+pub struct TopK {
+    cfg: TopKConfig,
+    /// Per (metric index, window): candidate shop -> last bound seen.
+    candidates: Vec<FxHashMap<Box<str>, f64>>,
+    /// Per list: the bound a newcomer must beat once the list is full.
+    floor: Vec<f64>,
+    windows: usize,
+}
+
+impl TopK {
+    pub fn new(cfg: TopKConfig, windows: usize) -> TopK {
+        let lists = if cfg.k == 0 { 0 } else { cfg.metrics.len() * windows };
+        TopK { cfg, candidates: vec![FxHashMap::default(); lists], floor: vec![0.0; lists], windows }
+    }
+
+    fn bound(&self, metric: Metric, view: ScopeView<'_>, w: usize, k: i64) -> Option<(u64, u64, f64)> {
+        let (num, den) = metric.ratio(&view.read(w, k));
+        (den >= self.cfg.min_denominator).then(|| (num, den, stats::wilson_lower_bound(num, den, self.cfg.z)))
+    }
+
+    /// Considers `shop` (just visited by the rules) for every list;
+    /// `ends[w]`: the last complete bucket of window `w`.
+    pub fn offer(&mut self, shop_id: &str, view: ScopeView<'_>, ends: &[i64]) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        for (w, &end) in ends.iter().enumerate().take(self.windows) {
+            let counts = view.read(w, end);
+            for (m, metric) in self.cfg.metrics.iter().enumerate() {
+                let list = m * self.windows + w;
+                let (num, den) = metric.ratio(&counts);
+                if den < self.cfg.min_denominator || num == 0 {
+                    continue;
+                }
+                let bound = stats::wilson_lower_bound(num, den, self.cfg.z);
+                let cands = &mut self.candidates[list];
+                if bound > self.floor[list] || cands.contains_key(shop_id) || cands.len() < 2 * self.cfg.k {
+                    cands.insert(shop_id.into(), bound);
+                }
+                if cands.len() > 16 * self.cfg.k {
+                    self.floor[list] = trim(cands, self.cfg.k);
+                }
+            }
+        }
+    }
+
+    /// Re-reads every candidate at `ends` and returns the lists (metric-major).
+    pub fn refresh(&mut self, engine: &Engine, ends: &[i64], window_names: &[String], end_ms: &[i64]) -> Vec<TopList> {
+        let mut lists = Vec::with_capacity(self.candidates.len());
+        for (m, metric) in self.cfg.metrics.clone().into_iter().enumerate() {
+            for w in 0..self.windows {
+                let list = m * self.windows + w;
+                let mut ranked: Vec<(TopEntry, f64)> = Vec::new();
+                for shop in self.candidates[list].keys() {
+                    let Some(view) = engine.shop(shop) else { continue };
+                    let Some((num, den, bound)) = self.bound(metric, view, w, ends[w]) else { continue };
+                    if num == 0 {
+                        continue;
+                    }
+                    let category = engine.shop_category(shop).unwrap_or_default().to_string();
+                    let rate = num as f64 / den as f64;
+                    let shop_id = shop.to_string();
+                    let entry = TopEntry {
+                        shop_id,
+                        category,
+                        numerator: num,
+                        denominator: den,
+                        rate,
+                        wilson_lower_bound: bound,
+                    };
+                    ranked.push((entry, bound));
+                }
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.shop_id.cmp(&b.0.shop_id)));
+                ranked.truncate(2 * self.cfg.k);
+                self.candidates[list] = ranked.iter().map(|(e, b)| (Box::from(e.shop_id.as_str()), *b)).collect();
+                self.floor[list] = if ranked.len() >= self.cfg.k { ranked[self.cfg.k - 1].1 } else { 0.0 };
+                ranked.truncate(self.cfg.k);
+                lists.push(TopList {
+                    metric: metric.name(),
+                    window: window_names[w].clone(),
+                    window_end: end_ms[w],
+                    entries: ranked.into_iter().map(|(e, _)| e).collect(),
+                });
+            }
+        }
+        lists
+    }
+}
