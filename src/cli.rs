@@ -63,11 +63,18 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         tick_every: usize,
     },
-    /// Write synthetic peak-sale traffic (with the injected spike) as NDJSON,
-    /// e.g. to try `replay`.
+    /// Synthetic peak-sale traffic (with the injected spike): written as
+    /// NDJSON to --output (e.g. to try `replay`), or produced as Avro to a
+    /// Kafka cluster with --brokers (the peakguard.* topics), paced.
     Generate {
-        #[arg(long, short)]
-        output: PathBuf,
+        #[arg(long, short, required_unless_present = "brokers", conflicts_with = "brokers")]
+        output: Option<PathBuf>,
+        /// bootstrap.servers of a cluster to produce to.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// With --brokers: simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
         #[command(flatten)]
         traffic: TrafficArgs,
     },

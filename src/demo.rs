@@ -106,8 +106,9 @@ pub async fn run(
 }
 
 /// Produces the generator's events, paced so that simulated time runs at
-/// `speed` times wall-clock time. Returns (events produced, simulated end).
-fn produce(
+/// `speed` times wall-clock time, to the topics of [`topic_of`]. Returns
+/// (events produced, simulated end). Also `peakguard generate --brokers`.
+pub fn produce(
     mut generator: Generator,
     brokers: &str,
     store: &SchemaStore,

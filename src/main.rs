@@ -107,8 +107,21 @@ async fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", input.display()))?;
             print!("{}", report::replay(&report, &cfg));
         }
-        Command::Generate { output, traffic } => {
+        Command::Generate { output, brokers, speed, traffic } => {
             let mut generator = peakguard::generator::Generator::new(traffic.generator_config());
+            let spike = generator.spike_shop().unwrap_or_default();
+            if let Some(brokers) = brokers {
+                stop_on_signals(shutdown.clone());
+                let store = SchemaStore::embedded();
+                let (n, _) = tokio::task::spawn_blocking(move || {
+                    demo::produce(generator, &brokers, &store, speed.max(0.001), &shutdown)
+                })
+                .await
+                .context("the generator thread failed")?;
+                println!("produced {n} events (injected spike: {spike})");
+                return Ok(());
+            }
+            let output = output.context("give --output FILE or --brokers HOST:PORT")?;
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("cannot create --output {}", output.display()))?;
             let mut out = std::io::BufWriter::new(file);
@@ -121,11 +134,7 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
             std::io::Write::flush(&mut out)?;
-            println!(
-                "wrote {n} events to {} (injected spike: {})",
-                output.display(),
-                generator.spike_shop().unwrap_or_default()
-            );
+            println!("wrote {n} events to {} (injected spike: {spike})", output.display());
         }
         Command::Run { config } => {
             let cfg = Config::load(&config)?;

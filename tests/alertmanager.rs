@@ -3,66 +3,28 @@
 //! this test: the alert appears with its labels and annotations, a re-send does
 //! not duplicate it, and the resolution clears it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::server::{self, Server};
 use peakguard::engine::{Counts, Field};
 use peakguard::rules::{Alert, Inputs, Metric, RateRule, RuleSet};
 use peakguard::sink::alertmanager::AlertmanagerSink;
 
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ALERTMANAGER_BIN") {
-        return PathBuf::from(p);
-    }
-    for name in ["prometheus-alertmanager", "alertmanager"] {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-            let p = PathBuf::from(dir).join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!("no Alertmanager binary: install the Debian package prometheus-alertmanager (.ci/run does) or set ALERTMANAGER_BIN");
-}
-
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(&config, "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(binary())
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start Alertmanager");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if ureq::get(&format!("{url}/-/ready")).call().is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "Alertmanager did not become ready on {url} within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server { child, url, _dir: dir }
+    let bin =
+        server::binary("ALERTMANAGER_BIN", &["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager");
+    server::start(bin, |dir, port| {
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(&config, "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n").unwrap();
+        vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_string(),
+        ]
+    })
 }
 
 fn active_alerts(url: &str) -> Vec<serde_json::Value> {

@@ -64,3 +64,30 @@ async fn demo_detects_the_injected_spike_and_serves_metrics() {
     assert!(firing.iter().any(|a| a.shop_id == spike), "spike in {spike} not detected: {firing:#?}");
     assert!(firing.iter().all(|a| a.shop_id == spike), "healthy shop alerted: {firing:#?}");
 }
+
+/// `peakguard generate --brokers` produces the synthetic traffic as Avro to
+/// a Kafka cluster (here the in-process one, reached over TCP like any other).
+#[test]
+fn generate_produces_to_a_cluster() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    for kind in peakguard::event::EventKind::ALL {
+        cluster.create_topic(&demo::topic_of(*kind), 1, 1).expect("topic");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_peakguard"))
+        .args(["generate", "--brokers", &cluster.bootstrap_servers(), "--speed", "6000"])
+        .args(["--sim-duration", "2m", "--shops", "200", "--orders-per-sec", "20"])
+        .output()
+        .expect("run peakguard generate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let produced: u64 = stdout.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("count printed");
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create().expect("consumer");
+    let on_topics: i64 = peakguard::event::EventKind::ALL
+        .iter()
+        .map(|k| consumer.fetch_watermarks(&demo::topic_of(*k), 0, Duration::from_secs(5)).expect("watermarks").1)
+        .sum();
+    assert!(produced > 1_000, "{stdout}");
+    assert_eq!(on_topics as u64, produced, "every event is on its topic");
+}

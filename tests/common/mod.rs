@@ -2,6 +2,8 @@
 //! events of one shop, and reading a topic back.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
