@@ -115,11 +115,12 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
     }
     // Platform refund rate over the 5 minutes ending with minute 9: orders paid
     // 50 (spike) + 100 (healthy) + 4 (tiny); refunds 40 + 5 + 3.
-    let labels = ["platform", "", "refund_rate", "5m"];
-    assert_eq!(m.business_denominator.with_label_values(&labels).get(), 154.0);
-    assert!((m.business_rate.with_label_values(&labels).get() - 48.0 / 154.0).abs() < 1e-12);
-    let apparel = ["category", "apparel", "refund_rate", "5m"];
-    assert_eq!(m.business_denominator.with_label_values(&apparel).get(), 154.0, "all shops are apparel");
+    let platform = r#"{scope="platform",category="",metric="refund_rate",window="5m"}"#;
+    assert_eq!(m.sample(&format!("peakguard_business_denominator{platform}")), Some(154.0));
+    let rate = m.sample(&format!("peakguard_business_rate{platform}")).expect("platform rate");
+    assert!((rate - 48.0 / 154.0).abs() < 1e-12, "{rate}");
+    let apparel = r#"{scope="category",category="apparel",metric="refund_rate",window="5m"}"#;
+    assert_eq!(m.sample(&format!("peakguard_business_denominator{apparel}")), Some(154.0), "all shops are apparel");
 
     // Both bad records are on the dead-letter topic with their reasons.
     let dead = read_all(&cluster.bootstrap_servers(), DLQ);

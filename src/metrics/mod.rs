@@ -2,19 +2,21 @@
 //! registered once here; the hot path only increments pre-resolved children.
 //! Cardinality is bounded: no label ever carries a shop id.
 
+use std::sync::{Arc, RwLock};
+
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::codec::DecodeError;
-use crate::engine::window::bucket_of;
-use crate::engine::{Engine, Fold, ScopeView};
-use crate::event::{EventKind, Millis, RefundType};
+use crate::engine::{Engine, Fold};
+use crate::event::{EventKind, Millis};
 use crate::pipeline::topk::TopList;
-use crate::rules::{Metric, NotifyGate, RuleSet};
+use crate::rules::{NotifyGate, RuleSet};
 
-/// Categories beyond this many get no series of their own (bounded cardinality).
-pub const MAX_EXPORTED_CATEGORIES: usize = 200;
+pub mod business;
+
+pub use business::MAX_EXPORTED_CATEGORIES;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -50,13 +52,12 @@ pub struct Metrics {
     pub partitions: IntGaugeVec,
     /// `peakguard_records_total`: Kafka records read.
     pub records: IntCounter,
-    /// `peakguard_business_rate{scope, category, metric, window}`: platform and
-    /// per-category rates at the last complete bucket.
-    pub business_rate: GaugeVec,
-    /// `peakguard_business_denominator{scope, category, metric, window}`.
-    pub business_denominator: GaugeVec,
-    /// `peakguard_refund_completion_seconds{scope, category, refund_type, window, quantile}`.
-    pub refund_completion: GaugeVec,
+    /// `peakguard_business_rate`, `peakguard_business_denominator` and
+    /// `peakguard_refund_completion_seconds` for the platform and each
+    /// category, rendered once a second by [`export_scopes`](Self::export_scopes).
+    scopes_text: RwLock<Arc<String>>,
+    /// `peakguard_top_shop_bound` and `peakguard_top_shop_rate`.
+    top_text: RwLock<Arc<String>>,
     /// `peakguard_categories_not_exported`: categories over [`MAX_EXPORTED_CATEGORIES`].
     pub categories_not_exported: IntGauge,
     /// `peakguard_dedup_evicted_total`: event ids forgotten by the dedup bound, not its horizon.
@@ -71,11 +72,6 @@ pub struct Metrics {
     pub rules_muted: IntGaugeVec,
     /// `peakguard_campaign_phase{phase}`: 1 for the phase the watermark is in.
     pub campaign_phase: IntGaugeVec,
-    /// `peakguard_top_shop_bound{metric, window, rank, shop_id}`: the top-K
-    /// shops by Wilson lower bound (K x metrics x windows series at most).
-    pub top_shop_bound: GaugeVec,
-    /// `peakguard_top_shop_rate{metric, window, rank, shop_id}`: their rates.
-    pub top_shop_rate: GaugeVec,
     /// `peakguard_alerts_restored`: alerts found firing on the alerts topic at start.
     pub alerts_restored: IntGauge,
     /// `peakguard_catching_up`: 1 while assigned partitions replay their backlog
@@ -158,24 +154,6 @@ impl Metrics {
         )
         .expect("valid metric");
         let records = IntCounter::new("peakguard_records_total", "Kafka records read").expect("valid metric");
-        let business_rate = GaugeVec::new(
-            Opts::new("peakguard_business_rate", "Platform and per-category rates at the last complete bucket"),
-            &["scope", "category", "metric", "window"],
-        )
-        .expect("valid metric");
-        let business_denominator = GaugeVec::new(
-            Opts::new("peakguard_business_denominator", "Denominator of peakguard_business_rate (e.g. orders paid)"),
-            &["scope", "category", "metric", "window"],
-        )
-        .expect("valid metric");
-        let refund_completion = GaugeVec::new(
-            Opts::new(
-                "peakguard_refund_completion_seconds",
-                "Refund completion time (requested -> completed) quantiles, within 19%",
-            ),
-            &["scope", "category", "refund_type", "window", "quantile"],
-        )
-        .expect("valid metric");
         let categories_not_exported = IntGauge::new(
             "peakguard_categories_not_exported",
             "Categories without series of their own (over the cardinality bound)",
@@ -215,22 +193,6 @@ impl Metrics {
             "Alerts found firing on the alerts topic at start (not paged again)",
         )
         .expect("valid metric");
-        let top_labels = &["metric", "window", "rank", "shop_id"];
-        let top_shop_bound = GaugeVec::new(
-            Opts::new(
-                "peakguard_top_shop_bound",
-                "Top-K shops per metric and window by Wilson lower bound of the rate",
-            ),
-            top_labels,
-        )
-        .expect("valid metric");
-        let top_shop_rate = GaugeVec::new(
-            Opts::new("peakguard_top_shop_rate", "Rate of the top-K shops (see peakguard_top_shop_bound)"),
-            top_labels,
-        )
-        .expect("valid metric");
-        registry.register(Box::new(top_shop_bound.clone())).expect("unique metric");
-        registry.register(Box::new(top_shop_rate.clone())).expect("unique metric");
         for g in [&rules_loaded, &catching_up, &alerts_restored] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
@@ -251,9 +213,6 @@ impl Metrics {
         registry.register(Box::new(shops.clone())).expect("unique metric");
         registry.register(Box::new(partitions.clone())).expect("unique metric");
         registry.register(Box::new(records.clone())).expect("unique metric");
-        for g in [&business_rate, &business_denominator, &refund_completion] {
-            registry.register(Box::new(g.clone())).expect("unique metric");
-        }
         registry.register(Box::new(categories_not_exported.clone())).expect("unique metric");
         registry.register(Box::new(dedup_evicted.clone())).expect("unique metric");
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
@@ -277,9 +236,8 @@ impl Metrics {
             shops,
             partitions,
             records,
-            business_rate,
-            business_denominator,
-            refund_completion,
+            scopes_text: RwLock::default(),
+            top_text: RwLock::default(),
             categories_not_exported,
             dedup_evicted,
             rules_reloads,
@@ -288,8 +246,6 @@ impl Metrics {
             campaign_phase,
             catching_up,
             alerts_restored,
-            top_shop_bound,
-            top_shop_rate,
         }
     }
 
@@ -319,58 +275,20 @@ impl Metrics {
     /// Publishes platform and per-category rates of every window ending with
     /// the bucket that holds `watermark` (dashboards want the bucket in
     /// progress; rules, which must not page on partial data, read complete
-    /// buckets only).
+    /// buckets only). See [`business`].
     pub fn export_scopes(&self, engine: &Engine, watermark: Millis) {
-        let windows = &engine.config().windows;
-        let ends: Vec<i64> = windows.iter().map(|w| bucket_of(watermark, w.step_ms)).collect();
-        let export = |scope: &str, category: &str, view: ScopeView<'_>| {
-            for (w, spec) in windows.iter().enumerate() {
-                let c = view.read(w, ends[w]);
-                for m in Metric::ALL {
-                    let (k, n) = m.ratio(&c);
-                    let labels = [scope, category, m.name(), spec.name.as_str()];
-                    self.business_rate.with_label_values(&labels).set(if n == 0 { 0.0 } else { k as f64 / n as f64 });
-                    self.business_denominator.with_label_values(&labels).set(n as f64);
-                }
-                for (t, label) in
-                    [(RefundType::RefundOnly, "refund_only"), (RefundType::ReturnAndRefund, "return_and_refund")]
-                {
-                    for q in [0.5, 0.9, 0.99] {
-                        let v = c.completion_quantile_ms(t, q).map_or(0.0, |ms| ms / 1000.0);
-                        let qs = q.to_string();
-                        self.refund_completion
-                            .with_label_values(&[scope, category, label, spec.name.as_str(), &qs])
-                            .set(v);
-                    }
-                }
-            }
-        };
-        if let Some(p) = engine.platform() {
-            export("platform", "", p);
+        let (text, skipped) = business::render_scopes(engine, watermark);
+        if let Ok(mut t) = self.scopes_text.write() {
+            *t = Arc::new(text);
         }
-        let mut skipped = 0;
-        for (i, (name, view)) in engine.categories().enumerate() {
-            if i >= MAX_EXPORTED_CATEGORIES {
-                skipped += 1;
-                continue;
-            }
-            export("category", name, view);
-        }
-        self.categories_not_exported.set(skipped);
+        self.categories_not_exported.set(skipped as i64);
         self.dedup_evicted.set(engine.dedup_evicted() as i64);
     }
 
     /// Publishes the top-K lists (replacing the previous shops).
     pub fn export_top(&self, lists: &[TopList]) {
-        self.top_shop_bound.reset();
-        self.top_shop_rate.reset();
-        for l in lists {
-            for (i, e) in l.entries.iter().enumerate() {
-                let rank = (i + 1).to_string();
-                let labels = [l.metric, l.window.as_str(), rank.as_str(), e.shop_id.as_str()];
-                self.top_shop_bound.with_label_values(&labels).set(e.wilson_lower_bound);
-                self.top_shop_rate.with_label_values(&labels).set(e.rate);
-            }
+        if let Ok(mut t) = self.top_text.write() {
+            *t = Arc::new(business::render_top(lists));
         }
     }
 
@@ -388,7 +306,20 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let encoder = prometheus::TextEncoder::new();
-        encoder.encode_to_string(&self.registry.gather()).unwrap_or_else(|e| format!("# encode error: {e}\n"))
+        let mut out =
+            encoder.encode_to_string(&self.registry.gather()).unwrap_or_else(|e| format!("# encode error: {e}\n"));
+        for block in [&self.scopes_text, &self.top_text] {
+            if let Ok(t) = block.read() {
+                out.push_str(&t);
+            }
+        }
+        out
+    }
+
+    /// The value of one series in the exposition, by its name and labels as
+    /// rendered (`name{a="x",b="y"}`); for tests and the CLI summaries.
+    pub fn sample(&self, series: &str) -> Option<f64> {
+        self.render().lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 }
 
