@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::metrics::Metrics;
 use crate::rules::Alert;
@@ -97,7 +97,8 @@ pub async fn run(
                     next = sink_rx.recv() => {
                         let Some(alert) = next else { break };
                         m.sink_queue_depth.with_label_values(&[name]).dec();
-                        let result = if sink.deliver(&alert).await { "ok" } else { "error" };
+                        let span = tracing::info_span!("deliver", sink = name, fingerprint = %alert.fingerprint, status = alert.status.as_str());
+                        let result = if sink.deliver(&alert).instrument(span).await { "ok" } else { "error" };
                         m.sink_deliveries.with_label_values(&[name, result]).inc();
                     }
                     _ = period.tick(), if sink.periodic().is_some() => {

@@ -129,6 +129,7 @@ pub fn run_worker(
     shutdown: CancellationToken,
     opts: WorkerOptions,
 ) -> Result<WorkerReport, SourceError> {
+    let startup = tracing::info_span!("startup", group = %cfg.kafka.group_id).entered();
     let mut cc = client_config(cfg);
     cc.set("group.id", &cfg.kafka.group_id)
         .set("enable.auto.commit", "true")
@@ -177,6 +178,7 @@ pub fn run_worker(
         }
     }
     info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "worker started");
+    drop(startup);
     w.run(&consumer, &shutdown, &opts, cfg.engine.tick_interval);
     Ok(w.finish(&consumer))
 }

@@ -172,6 +172,10 @@ impl Worker<'_> {
             Ok(mut c) => std::mem::take(&mut *c),
             Err(_) => return,
         };
+        if changes.is_empty() {
+            return;
+        }
+        let _span = tracing::info_span!("rebalance", changes = changes.len()).entered();
         for change in changes {
             match change {
                 Change::Assigned(tps) => {
