@@ -33,11 +33,12 @@ async fn demo_detects_the_injected_spike_and_serves_metrics() {
                 .body_mut()
                 .read_to_string()
                 .expect("body");
-            let records = body
+            // Summed over topics: peakguard_records_total{topic="..."} N
+            let records: f64 = body
                 .lines()
-                .find_map(|l| l.strip_prefix("peakguard_records_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .expect("peakguard_records_total is exported");
+                .filter(|l| l.starts_with("peakguard_records_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
             if records > 0.0 {
                 let health = ureq::get(&format!("http://{addr}/healthz")).call().expect("GET /healthz");
                 assert_eq!(health.status(), 200);

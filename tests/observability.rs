@@ -94,6 +94,7 @@ async fn prometheus_scrapes_rates_alerts_and_top_k_and_the_query_api_answers() {
     events.extend((0..3).map(|i| refund("shop-tiny", i, T0 + 9 * MINUTE + i as i64 * 1_000)));
     events.sort_by_key(|e| e.event_time);
     produce(&cluster.bootstrap_servers(), &store, &events).await;
+    let produced = events.len() as f64;
     // Refunds requested / orders paid of the platform's 5-minute window that
     // ends with the bucket holding `watermark_ms` (what /metrics exports).
     let expected = {
@@ -211,6 +212,10 @@ async fn prometheus_scrapes_rates_alerts_and_top_k_and_the_query_api_answers() {
         assert!(bound > 0.6 && bound < 0.8, "{bound}");
         let q = r#"sum(peakguard_consumer_lag)"#;
         assert_eq!(prom_value(&prom.url, q).map(|v| v.1), Some(0.0), "caught up");
+        let q = r#"sum(peakguard_records_total{topic=~"t.orders|t.refunds"})"#;
+        assert_eq!(prom_value(&prom.url, q).map(|v| v.1), Some(produced), "records by topic");
+        let q = r#"peakguard_event_latency_seconds_count"#;
+        assert_eq!(prom_value(&prom.url, q).map(|v| v.1), Some(produced), "every event's latency observed");
         let q = r#"up{job="peakguard"}"#;
         assert_eq!(prom_value(&prom.url, q).map(|v| v.1), Some(1.0));
     });

@@ -50,8 +50,10 @@ pub struct Metrics {
     pub shops: IntGauge,
     /// `peakguard_partitions_assigned`.
     pub partitions: IntGaugeVec,
-    /// `peakguard_records_total`: Kafka records read.
-    pub records: IntCounter,
+    /// `peakguard_records_total{topic}`: Kafka records read.
+    pub records: IntCounterVec,
+    /// `peakguard_event_latency_seconds`: producer timestamp -> folded.
+    pub event_latency: Histogram,
     /// `peakguard_business_rate`, `peakguard_business_denominator` and
     /// `peakguard_refund_completion_seconds` for the platform and each
     /// category, rendered once a second by [`export_scopes`](Self::export_scopes).
@@ -153,7 +155,18 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
-        let records = IntCounter::new("peakguard_records_total", "Kafka records read").expect("valid metric");
+        let records =
+            IntCounterVec::new(Opts::new("peakguard_records_total", "Kafka records read, by topic"), &["topic"])
+                .expect("valid metric");
+        let event_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "peakguard_event_latency_seconds",
+                "Time from the record's producer timestamp to the event being folded",
+            )
+            .buckets(prometheus::exponential_buckets(0.005, 2.0, 15).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(event_latency.clone())).expect("unique metric");
         let categories_not_exported = IntGauge::new(
             "peakguard_categories_not_exported",
             "Categories without series of their own (over the cardinality bound)",
@@ -236,6 +249,7 @@ impl Metrics {
             shops,
             partitions,
             records,
+            event_latency,
             scopes_text: RwLock::default(),
             top_text: RwLock::default(),
             categories_not_exported,

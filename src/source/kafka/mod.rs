@@ -308,7 +308,11 @@ impl Worker<'_> {
         counters: &crate::metrics::EventCounters,
     ) {
         self.records += 1;
-        self.metrics.records.inc();
+        let topic_counter = self.sources.get(msg.topic()).and_then(|v| v.get(msg.partition() as usize));
+        match topic_counter {
+            Some(Some(s)) => s.records.inc(),
+            _ => self.metrics.records.with_label_values(&[msg.topic()]).inc(),
+        }
         let topic = msg.topic();
         let partition = msg.partition();
         if !matches!(self.sources.get(topic).and_then(|v| v.get(partition as usize)), Some(Some(_))) {
@@ -358,6 +362,7 @@ impl Worker<'_> {
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or(ts);
                     let _ = self.latency_ms.record((now - ts).max(1) as u64);
+                    self.metrics.event_latency.observe((now - ts).max(0) as f64 / 1000.0);
                 }
             }
             Err(e) => {

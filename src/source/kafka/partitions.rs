@@ -61,6 +61,8 @@ pub(super) struct SourceState {
     /// The high watermark when the partition was assigned, until the worker
     /// has read that far: the backlog during which notifications are held.
     pub(super) catch_up_to: Option<i64>,
+    /// `peakguard_records_total{topic}`, resolved once.
+    pub(super) records: prometheus::IntCounter,
 }
 
 impl Worker<'_> {
@@ -219,7 +221,9 @@ impl Worker<'_> {
                 None
             }
         };
-        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to });
+        let records = self.metrics.records.with_label_values(&[topic]);
+        let parts = self.sources.entry(topic.to_string()).or_default();
+        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to, records });
         self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
         self.metrics.partitions.with_label_values(&[topic]).inc();
     }
