@@ -13,13 +13,12 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde::Deserialize;
 
+use super::direct::Program;
+use super::fields::{build_event, FieldSource, Raw};
 use super::{wire, DecodeError};
 use crate::event::*;
 
-/// Earliest plausible event time: 2000-01-01T00:00:00Z.
-pub const MIN_PLAUSIBLE_MS: Millis = 946_684_800_000;
-/// Latest plausible event time: 2100-01-01T00:00:00Z.
-pub const MAX_PLAUSIBLE_MS: Millis = 4_102_444_800_000;
+pub use super::fields::{MAX_PLAUSIBLE_MS, MIN_PLAUSIBLE_MS};
 
 /// The schemas shipped in `schemas/`, compiled in so that `peakguard demo`
 /// and the tests run from any directory.
@@ -68,6 +67,8 @@ struct Writer {
     kind: EventKind,
     /// True when this writer schema is the reader schema (no resolution needed).
     is_reader: bool,
+    /// The direct reader, when the schema pair is in its subset.
+    program: Option<Program>,
 }
 
 /// Writer schemas by id and the reader schema of each event kind.
@@ -136,7 +137,7 @@ impl SchemaStore {
             if is_reader {
                 readers[kind as usize] = Some((entry.id, schema.clone()));
             }
-            if writers.insert(entry.id, Writer { schema, kind, is_reader }).is_some() {
+            if writers.insert(entry.id, Writer { schema, kind, is_reader, program: None }).is_some() {
                 return Err(SchemaStoreError::DuplicateId { id: entry.id });
             }
         }
@@ -145,6 +146,9 @@ impl SchemaStore {
             .zip(EventKind::ALL)
             .map(|(r, kind)| r.ok_or(SchemaStoreError::MissingReader { kind: *kind }))
             .collect::<Result<Vec<_>, _>>()?;
+        for w in writers.values_mut() {
+            w.program = Program::compile(w.kind, &w.schema, &readers[w.kind as usize].1);
+        }
         Ok(SchemaStore { writers, readers })
     }
 
@@ -158,8 +162,24 @@ impl SchemaStore {
         self.writers.get(&schema_id).map(|w| w.kind)
     }
 
-    /// Decodes an Avro body written with `schema_id`.
+    /// Decodes an Avro body written with `schema_id`: with the direct reader
+    /// compiled for that schema, else with apache-avro.
     pub fn decode_body(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
+        let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+        match &writer.program {
+            Some(program) => program.decode(schema_id, body),
+            None => self.decode_body_generic(schema_id, body),
+        }
+    }
+
+    /// Whether records of `schema_id` take the direct reader.
+    pub fn is_direct(&self, schema_id: u32) -> bool {
+        self.writers.get(&schema_id).is_some_and(|w| w.program.is_some())
+    }
+
+    /// Decodes an Avro body with apache-avro's generic `Value` path and
+    /// schema resolution: the reference the direct reader is checked against.
+    pub fn decode_body_generic(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
         let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
         let reader_schema = if writer.is_reader { None } else { Some(&self.readers[writer.kind as usize].1) };
         let mut cursor = body;
@@ -188,106 +208,21 @@ impl SchemaStore {
 
 struct Fields(Vec<(String, Value)>);
 
-impl Fields {
-    fn get(&self, name: &'static str) -> Result<&Value, DecodeError> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| unwrap_union(v))
-            .ok_or(DecodeError::MissingField { field: name })
-    }
-
-    fn string(&self, name: &'static str) -> Result<String, DecodeError> {
-        match self.get(name)? {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(DecodeError::MissingField { field: name }),
-        }
-    }
-
-    fn required_string(&self, name: &'static str) -> Result<String, DecodeError> {
-        let s = self.string(name)?;
-        if s.trim().is_empty() {
-            return Err(DecodeError::EmptyField { field: name });
-        }
-        Ok(s)
-    }
-
-    /// A nullable field; absent counts as null (a writer from before the
-    /// field existed, read without schema resolution, e.g. from a container file).
-    fn get_opt(&self, name: &'static str) -> &Value {
-        self.get(name).unwrap_or(&Value::Null)
-    }
-
-    fn opt_string(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.get_opt(name) {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            _ => Err(DecodeError::MissingField { field: name }),
-        }
-    }
-
-    fn long(&self, name: &'static str) -> Result<i64, DecodeError> {
-        match self.get(name)? {
-            Value::Long(v) | Value::TimestampMillis(v) => Ok(*v),
-            Value::Int(v) => Ok(i64::from(*v)),
-            _ => Err(DecodeError::MissingField { field: name }),
-        }
-    }
-
-    fn time(&self, name: &'static str) -> Result<Millis, DecodeError> {
-        check_time(name, self.long(name)?)
-    }
-
-    fn opt_time(&self, name: &'static str) -> Result<Option<Millis>, DecodeError> {
-        match self.get_opt(name) {
-            Value::Null => Ok(None),
-            _ => self.time(name).map(Some),
-        }
-    }
-
-    fn symbol<T>(&self, name: &'static str, parse: fn(&str) -> Option<T>, fallback: T) -> Result<T, DecodeError> {
-        match self.get(name)? {
-            // A symbol this build does not know maps to the fallback, as the
-            // schema's enum default does for resolved records.
-            Value::Enum(_, s) => Ok(parse(s).unwrap_or(fallback)),
-            _ => Err(DecodeError::MissingField { field: name }),
-        }
-    }
-
-    fn money(&self) -> Result<Money, DecodeError> {
-        let amount = self.long("amount_minor")?;
-        let currency = self.string("currency")?;
-        if amount < 0 {
-            return Err(DecodeError::InvalidField {
-                field: "amount_minor",
-                value: amount.to_string(),
-                why: "must not be negative",
-            });
-        }
-        Money::new(amount, &currency).ok_or(DecodeError::InvalidField {
-            field: "currency",
-            value: format!("{currency:?}"),
-            why: "must be an ISO 4217 code of three upper-case letters",
+impl FieldSource for Fields {
+    fn raw(&self, name: &'static str) -> Option<Raw<'_>> {
+        let v = self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)?;
+        let v = match v {
+            Value::Union(_, inner) => inner,
+            other => other,
+        };
+        Some(match v {
+            Value::Null => Raw::Null,
+            Value::String(s) => Raw::Str(s),
+            Value::Long(x) | Value::TimestampMillis(x) => Raw::Long(*x),
+            Value::Int(x) => Raw::Long(i64::from(*x)),
+            Value::Enum(_, s) => Raw::Symbol(s),
+            _ => Raw::Other,
         })
-    }
-
-    fn reason(&self) -> Result<Reason, DecodeError> {
-        self.symbol("reason", Reason::from_symbol, Reason::Other)
-    }
-}
-
-fn unwrap_union(v: &Value) -> &Value {
-    match v {
-        Value::Union(_, inner) => inner,
-        other => other,
-    }
-}
-
-fn check_time(field: &'static str, ms: Millis) -> Result<Millis, DecodeError> {
-    if (MIN_PLAUSIBLE_MS..MAX_PLAUSIBLE_MS).contains(&ms) {
-        Ok(ms)
-    } else {
-        Err(DecodeError::InvalidField { field, value: ms.to_string(), why: "not between year 2000 and 2100" })
     }
 }
 
@@ -301,60 +236,10 @@ pub fn kind_of_schema(schema: &Schema) -> Option<EventKind> {
 
 /// An [`Event`] from a decoded Avro record of `kind`.
 pub fn event_from_value(kind: EventKind, value: Value) -> Result<Event, DecodeError> {
-    let f = match value {
-        Value::Record(fields) => Fields(fields),
-        _ => return Err(DecodeError::MissingField { field: "<record>" }),
-    };
-    let body = match kind {
-        EventKind::Order => EventBody::Order {
-            step: f.symbol("type", OrderStep::from_symbol, OrderStep::Unknown)?,
-            cancelled_by: match f.get_opt("cancelled_by") {
-                Value::Null => None,
-                _ => Some(f.symbol("cancelled_by", CancelledBy::from_symbol, CancelledBy::Unknown)?),
-            },
-            money: f.money()?,
-        },
-        EventKind::Shipment => EventBody::Shipment {
-            step: f.symbol("type", ShipmentStep::from_symbol, ShipmentStep::Unknown)?,
-            promised_by: f.opt_time("promised_by")?,
-        },
-        EventKind::Return => EventBody::Return {
-            step: f.symbol("type", ReturnStep::from_symbol, ReturnStep::Unknown)?,
-            reason: f.reason()?,
-            order_paid_at: f.time("order_paid_at")?,
-        },
-        EventKind::Refund => EventBody::Refund {
-            step: f.symbol("type", RefundStep::from_symbol, RefundStep::Unknown)?,
-            refund_type: f.symbol("refund_type", RefundType::from_symbol, RefundType::Unknown)?,
-            stage: f.symbol("stage", RefundStage::from_symbol, RefundStage::Unknown)?,
-            reason: f.reason()?,
-            money: f.money()?,
-            order_paid_at: f.time("order_paid_at")?,
-            requested_at: f.opt_time("requested_at")?,
-        },
-        EventKind::Dispute => EventBody::Dispute {
-            step: f.symbol("type", DisputeStep::from_symbol, DisputeStep::Unknown)?,
-            reason: f.reason()?,
-            money: f.money()?,
-            order_paid_at: f.time("order_paid_at")?,
-        },
-        EventKind::Chargeback => EventBody::Chargeback {
-            step: f.symbol("type", ChargebackStep::from_symbol, ChargebackStep::Unknown)?,
-            category: f.symbol("chargeback_category", ChargebackCategory::from_symbol, ChargebackCategory::Unknown)?,
-            reason: f.reason()?,
-            money: f.money()?,
-            order_paid_at: f.time("order_paid_at")?,
-        },
-    };
-    Ok(Event {
-        event_id: f.required_string("event_id")?,
-        shop_id: f.required_string("shop_id")?,
-        order_id: f.required_string("order_id")?,
-        sub_order_id: f.opt_string("sub_order_id")?,
-        event_time: f.time("event_time")?,
-        category: f.string("category")?,
-        body,
-    })
+    match value {
+        Value::Record(fields) => build_event(kind, &Fields(fields)),
+        _ => Err(DecodeError::MissingField { field: "<record>" }),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 //!
 //! * [`wire`]: the Confluent framing (magic byte 0, 4-byte big-endian schema id).
 //! * [`avro`]: the schema store (local schema directory) and the Avro body codec.
+//! * [`direct`]: Avro bodies decoded straight into events by a reader compiled
+//!   from each writer schema (the hot path; apache-avro's `Value` path is the reference).
+//! * [`fields`]: record fields -> [`Event`], shared by both decoders.
 //! * [`json`]: the JSON mapping used by replay files (NDJSON).
 //!
 //! Every failure is a [`DecodeError`] whose [`DecodeError::reason`] is a short,
@@ -9,6 +12,8 @@
 //! the dead-letter header. Decoding never panics on input.
 
 pub mod avro;
+pub mod direct;
+pub mod fields;
 pub mod json;
 pub mod wire;
 
