@@ -53,8 +53,10 @@ pub fn id_hash(event_id: &str) -> u64 {
 impl Dedup {
     pub fn new(horizon_ms: i64, capacity: usize) -> Dedup {
         let half = (capacity / 2).max(1);
-        // Sized for the bound up front: growing a large table costs more than holding it.
-        let table = || FxHashSet::with_capacity_and_hasher(half.min(1 << 21), Default::default());
+        // Sized for a good part of the bound up front (growing a large table
+        // costs more than holding it), but not all of it: there is one per
+        // partition.
+        let table = || FxHashSet::with_capacity_and_hasher(half.min(1 << 18), Default::default());
         Dedup {
             horizon_ms,
             half,
@@ -119,6 +121,43 @@ impl Dedup {
     }
 }
 
+/// A [`Dedup`] as written to a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DedupSnapshot {
+    pub current: Vec<u64>,
+    pub current_newest: Millis,
+    pub previous: Vec<u64>,
+    pub previous_newest: Millis,
+    pub last_watermark: Option<Millis>,
+    pub evicted: u64,
+}
+
+impl Dedup {
+    pub fn snapshot(&self) -> DedupSnapshot {
+        DedupSnapshot {
+            current: self.current.iter().copied().collect(),
+            current_newest: self.current_newest,
+            previous: self.previous.iter().copied().collect(),
+            previous_newest: self.previous_newest,
+            last_watermark: self.last_watermark,
+            evicted: self.evicted,
+        }
+    }
+
+    /// A dedup holding what `s` held (ids beyond this capacity's generations
+    /// are kept anyway: they rotate out as new ids come).
+    pub fn restore(horizon_ms: i64, capacity: usize, s: DedupSnapshot) -> Dedup {
+        let mut d = Dedup::new(horizon_ms, capacity);
+        d.current.extend(s.current);
+        d.previous.extend(s.previous);
+        d.current_newest = s.current_newest;
+        d.previous_newest = s.previous_newest;
+        d.last_watermark = s.last_watermark;
+        d.evicted = s.evicted;
+        d
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +185,17 @@ mod tests {
         assert!(!d.first_time("d", 0) && !d.first_time("e", 0) && !d.first_time("c", 0));
         assert_eq!(d.evicted(), 2, "a and b were forgotten by capacity");
         assert!(d.first_time("a", 0), "a was forgotten");
+    }
+
+    #[test]
+    fn snapshot_round_trip_remembers_ids() {
+        let mut d = Dedup::new(1_000, 4);
+        for id in ["a", "b", "c"] {
+            assert!(d.first_time(id, 10));
+        }
+        let mut r = Dedup::restore(1_000, 4, d.snapshot());
+        assert_eq!(r.snapshot(), d.snapshot());
+        assert!(!r.first_time("a", 10) && !r.first_time("c", 10));
+        assert!(r.first_time("z", 10));
     }
 }

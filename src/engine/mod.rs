@@ -19,6 +19,7 @@
 pub mod counts;
 pub mod dedup;
 pub mod scope;
+pub mod shard;
 pub mod watermark;
 pub mod window;
 
@@ -28,6 +29,7 @@ use crate::event::{Event, Millis};
 pub use counts::{Basis, Counts, Deltas, Field, NF};
 use dedup::Dedup;
 pub use scope::{Layout, ScopeState};
+pub use shard::{ShardSnapshot, SnapshotError};
 pub use watermark::{SourceId, WatermarkTracker};
 use window::bucket_of;
 
@@ -76,6 +78,8 @@ impl EngineConfig {
 #[derive(Clone, Debug)]
 pub struct ShopState {
     category: u32,
+    /// The partition number whose records fed this shop (see [`shard`]).
+    shard: u32,
     scope: ScopeState,
     /// Newest event time folded since the shop's rules last saw all of it.
     pending_until: Option<Millis>,
@@ -190,7 +194,12 @@ pub struct Engine {
     platform: Option<ScopeState>,
     pending: Vec<Box<str>>,
     watermark: WatermarkTracker,
-    dedup: Dedup,
+    /// Shard (partition number) of each source, by `SourceId`; 0 when unset.
+    source_shards: Vec<u32>,
+    /// One dedup memory per shard, by shard number: a producer's retry lands
+    /// in the partition of its first attempt, and a shard's ids travel with
+    /// its checkpoint.
+    dedups: Vec<Option<Dedup>>,
 }
 
 impl Engine {
@@ -215,7 +224,6 @@ impl Engine {
         };
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
-        let dedup = Dedup::new(cfg.dedup_horizon_ms, cfg.dedup_capacity);
         let bucket_cache = cfg.windows.iter().map(|w| BucketCache::new(w.step_ms)).collect();
         let buckets = vec![(0, 0); cfg.windows.len()];
         Engine {
@@ -231,7 +239,8 @@ impl Engine {
             platform: None,
             pending: Vec::new(),
             watermark,
-            dedup,
+            source_shards: Vec::new(),
+            dedups: Vec::new(),
         }
     }
 
@@ -266,7 +275,9 @@ impl Engine {
     pub fn update_watermark(&mut self, proc_now: Millis) -> Option<Millis> {
         let wm = self.watermark.update(proc_now);
         if let Some(wm) = wm {
-            self.dedup.expire(wm);
+            for d in self.dedups.iter_mut().flatten() {
+                d.expire(wm);
+            }
         }
         wm
     }
@@ -308,7 +319,7 @@ impl Engine {
 
     /// Ids forgotten by dedup because its capacity was reached.
     pub fn dedup_evicted(&self) -> u64 {
-        self.dedup.evicted()
+        self.dedups.iter().flatten().map(Dedup::evicted).sum()
     }
 
     /// Approximate heap bytes of all shop state (keys, maps and rings).
@@ -328,7 +339,8 @@ impl Engine {
         if wm.is_some_and(|wm| t < wm - self.retention_ms) {
             return Fold::Late;
         }
-        if !self.dedup.first_time(&event.event_id, t) {
+        let shard = self.source_shards.get(source.0 as usize).copied().unwrap_or(0);
+        if !self.dedup_mut(shard).first_time(&event.event_id, t) {
             return Fold::Duplicate;
         }
         let deltas = Deltas::of(event);
@@ -348,7 +360,7 @@ impl Engine {
             Some(s) => s,
             None => {
                 let scope = ScopeState::new(layout, t, false);
-                let state = ShopState { category, scope, pending_until: None };
+                let state = ShopState { category, shard, scope, pending_until: None };
                 self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };

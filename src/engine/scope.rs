@@ -10,7 +10,7 @@
 //! the accumulator when its bucket lies in the window read.
 
 use super::counts::{Counts, Deltas, NF};
-use super::window::{bucket_of, Ring};
+use super::window::{bucket_of, Ring, RingSnapshot};
 use super::Basis;
 use crate::event::Millis;
 
@@ -165,5 +165,73 @@ impl ScopeState {
             ring.advance_to(bucket_of(wm, step));
             ring.is_empty()
         })
+    }
+}
+
+/// A scope as written to a checkpoint: one ring per window and the
+/// accumulated finest bucket (bucket, (counter, value) pairs), if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScopeSnapshot {
+    pub rings: Vec<RingSnapshot>,
+    pub acc: Option<(i64, Vec<(u8, u64)>)>,
+}
+
+impl ScopeState {
+    pub fn snapshot(&self) -> ScopeSnapshot {
+        let acc = self.acc.as_deref().filter(|a| !a.is_empty()).map(|a| {
+            let cells = a.counts.0.iter().enumerate().filter(|(_, v)| **v != 0).map(|(f, v)| (f as u8, *v)).collect();
+            (a.bucket, cells)
+        });
+        ScopeSnapshot { rings: self.rings.iter().map(Ring::snapshot).collect(), acc }
+    }
+
+    /// The scope `s` describes under `layout`; `None` when it does not fit
+    /// (another number of windows, damaged rings).
+    pub fn restore(layout: &Layout, s: &ScopeSnapshot) -> Option<ScopeState> {
+        if s.rings.len() != layout.steps.len() {
+            return None;
+        }
+        let rings = s
+            .rings
+            .iter()
+            .enumerate()
+            .map(|(w, r)| Ring::restore(layout.lens[w] as usize, layout.slack[w], r))
+            .collect::<Option<Box<[Ring]>>>()?;
+        let mut scope = ScopeState { rings, acc: None };
+        if let Some((bucket, cells)) = &s.acc {
+            if !layout.nested {
+                return None;
+            }
+            scope.start_acc(*bucket);
+            let acc = scope.acc.as_deref_mut()?;
+            for &(f, v) in cells {
+                let f = f as usize;
+                if f >= NF {
+                    return None;
+                }
+                acc.counts.add_at(f, v);
+                acc.touched[f / 64] |= 1 << (f % 64);
+            }
+        }
+        Some(scope)
+    }
+
+    /// Adds everything this scope holds into `other` (an aggregate scope of
+    /// the same layout), bucket by bucket.
+    pub fn add_into(&self, layout: &Layout, other: &mut ScopeState) {
+        // `other`'s own accumulator is moved into its rings first, so adding
+        // straight to the rings cannot count a bucket twice.
+        other.flush(layout);
+        for (mine, theirs) in self.rings.iter().zip(other.rings.iter_mut()) {
+            mine.add_into(theirs);
+        }
+        if let Some(acc) = self.acc.as_deref().filter(|a| !a.is_empty()) {
+            let start = acc.bucket * layout.steps[layout.fine];
+            for (f, &v) in acc.counts.0.iter().enumerate().filter(|(_, v)| **v != 0) {
+                for (w, ring) in other.rings.iter_mut().enumerate() {
+                    let _ = ring.add(bucket_of(start, layout.steps[w]), f as u8, v);
+                }
+            }
+        }
     }
 }

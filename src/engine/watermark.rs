@@ -75,6 +75,20 @@ impl WatermarkTracker {
         self.last_event_proc = proc_now;
     }
 
+    /// Puts back a source's clock from a checkpoint: the newest event time
+    /// it had folded, and the watermark the checkpointing process had then
+    /// (the watermark never moves back, so it is raised to that).
+    pub fn restore_source(&mut self, id: SourceId, max_event: Option<Millis>, watermark: Option<Millis>, proc_now: Millis) {
+        let p = self.slot(id, proc_now);
+        p.max_event = max_event.max(p.max_event);
+        if let Some(t) = max_event {
+            self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
+        }
+        if watermark.is_some() {
+            self.current = self.current.max(watermark);
+        }
+    }
+
     /// `id` has no more records for now (end of its log).
     pub fn caught_up(&mut self, id: SourceId) {
         if let Some(Some(p)) = self.parts.get_mut(id.0 as usize) {

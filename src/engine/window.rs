@@ -287,6 +287,47 @@ impl Ring {
     }
 }
 
+/// A ring as written to a checkpoint: its head and its cells as
+/// (bucket, counter, value), sorted by bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingSnapshot {
+    pub head: i64,
+    pub cells: Vec<(u32, u8, u64)>,
+}
+
+impl Ring {
+    pub fn snapshot(&self) -> RingSnapshot {
+        RingSnapshot { head: self.head, cells: self.cells.iter().map(|c| (c.bucket, c.field, c.value)).collect() }
+    }
+
+    /// The ring `s` describes, for a window of `len` buckets readable `slack`
+    /// behind its head; `None` when the cells are not sorted, not inside the
+    /// ring, or name a counter that does not exist.
+    pub fn restore(len: usize, slack: usize, s: &RingSnapshot) -> Option<Ring> {
+        let mut ring = Ring::new(len, slack, s.head);
+        let oldest = s.head - ring.cap as i64 + 1;
+        let mut prev = 0u32;
+        for &(bucket, field, value) in &s.cells {
+            if bucket < prev || (bucket as i64) < oldest || bucket as i64 > s.head || field as usize >= NF {
+                return None;
+            }
+            prev = bucket;
+            ring.cells.push(Cell { value, bucket, field });
+        }
+        if ring.cells.len() > HOT_CELLS {
+            ring.heat();
+        }
+        Some(ring)
+    }
+
+    /// Adds every cell of this ring into `other` (a ring of the same window).
+    pub fn add_into(&self, other: &mut Ring) {
+        for c in &self.cells {
+            let _ = other.add(c.bucket as i64, c.field, c.value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +378,23 @@ mod tests {
         ring.advance_to(10);
         assert!(ring.is_empty());
         assert_eq!(ring.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn snapshot_restores_equal_reads() {
+        for n in [5u64, 400] {
+            let mut ring = Ring::new(5, 2, 0);
+            for i in 0..n {
+                ring.add((i / 20) as i64, (i % 7) as u8, 1 + i % 3);
+            }
+            let back = Ring::restore(5, 2, &ring.snapshot()).expect("valid snapshot");
+            assert_eq!(back.is_hot(), ring.is_hot());
+            for end in ring.head() - 2..ring.head() + 7 {
+                assert_eq!(back.read(end), ring.read(end), "end {end}");
+            }
+        }
+        let bad = RingSnapshot { head: 10, cells: vec![(9, 0, 1), (3, 0, 1)] };
+        assert!(Ring::restore(5, 2, &bad).is_none(), "unsorted and outside the ring");
     }
 
     #[test]
