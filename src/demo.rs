@@ -70,7 +70,7 @@ pub async fn run(
     for kind in EventKind::ALL {
         cluster.create_topic(&topic_of(*kind), opts.partitions, 1).map_err(DemoError::Cluster)?;
     }
-    for t in [&cfg.kafka.alerts_topic, &cfg.kafka.dead_letter_topic] {
+    for t in [&cfg.kafka.alerts_topic, &cfg.kafka.dead_letter_topic, &cfg.checkpoint.topic] {
         cluster.create_topic(t, 1, 1).map_err(DemoError::Cluster)?;
     }
     info!(brokers = %cfg.kafka.brokers, "in-process Kafka cluster started");

@@ -29,6 +29,7 @@
 //! * [`demo`]: the one-command demo on librdkafka's in-process cluster.
 //! * [`runtime`]: wires a worker, sinks and HTTP together for `run` and `demo`.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod codec;
 pub mod config;

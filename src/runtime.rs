@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::codec::SchemaStore;
 use crate::config::Config;
@@ -104,12 +104,27 @@ pub async fn run(
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let sink_task = tokio::spawn(sink::run(rx, sinks, metrics.clone(), delivered.clone()));
 
+    if !cfg.checkpoint.topic.is_empty() {
+        if let Err(e) = crate::checkpoint::topic::ensure_topic(&client_config(&cfg), &cfg.checkpoint.topic).await {
+            warn!(error = %e, "cannot make sure the checkpoint topic exists; checkpoint writes to it may fail");
+        }
+    }
     let mut worker_opts = opts.worker.clone();
     let reload_stop = CancellationToken::new();
     if let Some(path) = opts.reload_from.clone() {
         let slot = worker_opts.rules_update.get_or_insert_with(Default::default).clone();
         crate::reload::spawn(cfg.clone(), path, slot, metrics.clone(), reload_stop.clone());
     }
+    // A stop must not hang on a stuck broker: once asked to stop, the worker
+    // has `shutdown.drain_timeout` to finish, checkpoint and commit.
+    let drain = cfg.shutdown.drain_timeout;
+    let watchdog = shutdown.clone();
+    let watchdog = tokio::spawn(async move {
+        watchdog.cancelled().await;
+        tokio::time::sleep(drain).await;
+        tracing::error!(?drain, "shutdown did not finish within shutdown.drain_timeout; exiting without it");
+        std::process::exit(3);
+    });
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();
     let worker_view = view.clone();
@@ -121,6 +136,7 @@ pub async fn run(
         })
         .map_err(|_| RunError::WorkerPanicked)?;
     let report = done_rx.await.map_err(|_| RunError::WorkerPanicked);
+    watchdog.abort();
     reload_stop.cancel();
     let report = report??;
     // The worker dropped its sender: the sink task drains what is queued and ends.

@@ -13,6 +13,7 @@ use crate::pipeline::topk::TopKConfig;
 use crate::rules::{stats, Calendar, Confirm, Metric, RateRule, RuleBook, Spike};
 
 use rules::phase;
+pub use runtime::{CheckpointConfig, ShutdownConfig};
 pub use rules::{parse_time, PhaseConfig, RuleConfig, RulesFile, DEFAULT_BASELINE_RATIO};
 
 /// A configuration problem, reported at start.
@@ -53,6 +54,8 @@ pub struct Config {
     pub topk: TopKSection,
     pub webhook: WebhookConfig,
     pub alertmanager: AlertmanagerConfig,
+    pub checkpoint: CheckpointConfig,
+    pub shutdown: ShutdownConfig,
 }
 
 /// The Alertmanager sink.
@@ -315,7 +318,9 @@ impl Config {
         } else {
             cfg.finish_rules();
         }
+        cfg.checkpoint.resolve(path);
         cfg.validate()?;
+        cfg.checkpoint.validate()?;
         Ok(cfg)
     }
 
@@ -444,6 +449,7 @@ impl Config {
 }
 
 mod rules;
+mod runtime;
 mod validate;
 mod validate_rules;
 

@@ -15,6 +15,7 @@ use crate::pipeline::topk::TopList;
 use crate::rules::{NotifyGate, RuleSet};
 
 pub mod business;
+pub mod checkpoint;
 
 pub use business::MAX_EXPORTED_CATEGORIES;
 
@@ -79,6 +80,7 @@ pub struct Metrics {
     /// `peakguard_catching_up`: 1 while assigned partitions replay their backlog
     /// after a start or rebalance (alert notifications are held back).
     pub catching_up: IntGauge,
+    pub checkpoint: checkpoint::CheckpointMetrics,
 }
 
 impl Metrics {
@@ -232,7 +234,9 @@ impl Metrics {
         for reason in DecodeError::REASONS {
             decode_errors.with_label_values(&[*reason]);
         }
+        let checkpoint = checkpoint::CheckpointMetrics::register(&registry);
         Metrics {
+            checkpoint,
             registry,
             events,
             decode_errors,

@@ -96,6 +96,11 @@ impl Pipeline {
         &self.engine
     }
 
+    /// For restoring and dropping shards on rebalances.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }

@@ -3,12 +3,15 @@
 //! alert transitions to the sinks. Synchronous on its own thread: the hot
 //! path takes no locks and awaits nothing.
 //!
-//! Offsets are stored only after a record has been folded (or dead-lettered),
-//! and committed by librdkafka's auto-commit, so a crash re-reads at most the
-//! records since the last commit (at-least-once; exact state across restarts
-//! comes with checkpoints). Records that cannot be decoded, and events too
-//! late to count, go to the dead-letter topic with their reason in headers.
+//! With checkpoints on (`[checkpoint]`), each partition's state and next
+//! offsets are written together and restored together, so a restart or a
+//! rebalance counts every record exactly once (`checkpoints.rs`). Without
+//! them, offsets are stored only after a record has been folded (or
+//! dead-lettered) and auto-committed: a restart re-reads from the last commit
+//! into empty windows. Records that cannot be decoded, and events too late to
+//! count, go to the dead-letter topic with their reason in headers.
 
+mod checkpoints;
 mod partitions;
 
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::checkpoints::Checkpointer;
 use self::partitions::{RebalanceLog, SourceState};
 use super::dead_letter::DeadLetters;
 use super::limiter::LogLimiter;
@@ -87,6 +91,8 @@ pub enum SourceError {
     Subscribe { topics: Vec<String>, cause: KafkaError },
     #[error("cannot create the dead-letter producer: {0}")]
     Producer(KafkaError),
+    #[error("cannot set up checkpoints: {0}; check [checkpoint] dir and topic")]
+    Checkpoint(String),
 }
 
 /// librdkafka client settings shared by the consumer and producers.
@@ -116,6 +122,8 @@ struct Worker<'a> {
     started: Instant,
     /// [`WorkerOptions::hold_during_catch_up`].
     hold: bool,
+    /// `None` when checkpoints are off.
+    checkpointer: Option<Checkpointer>,
 }
 
 /// Runs one worker until `shutdown` is cancelled (or, with
@@ -130,16 +138,21 @@ pub fn run_worker(
     opts: WorkerOptions,
 ) -> Result<WorkerReport, SourceError> {
     let startup = tracing::info_span!("startup", group = %cfg.kafka.group_id).entered();
+    let checkpointer = Checkpointer::open(cfg).map_err(SourceError::Checkpoint)?;
+    if checkpointer.is_none() {
+        warn!("checkpoints are off ([checkpoint] dir and topic are empty): a restart rebuilds windows from the committed offsets on");
+    }
     let mut cc = client_config(cfg);
     cc.set("group.id", &cfg.kafka.group_id)
-        .set("enable.auto.commit", "true")
+        // With checkpoints, offsets are committed with each checkpoint only.
+        .set("enable.auto.commit", if checkpointer.is_some() { "false" } else { "true" })
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         // Range assignment puts partition i of every co-partitioned topic on one consumer.
         .set("partition.assignment.strategy", "range");
     let consumer: BaseConsumer<RebalanceLog> = cc
-        .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()) })
+        .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()), closing: Default::default() })
         .map_err(|cause| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), cause })?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|cause| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), cause })?;
@@ -164,6 +177,7 @@ pub fn run_worker(
         decode_errors: 0,
         started: Instant::now(),
         hold: opts.hold_during_catch_up,
+        checkpointer,
     };
     if opts.restore_alerts && !cfg.kafka.alerts_topic.is_empty() {
         match super::restore::read_alerts(cfg, Duration::from_secs(15)) {
@@ -258,6 +272,7 @@ impl Worker<'_> {
                     last_export = Instant::now();
                     self.publish(consumer);
                 }
+                self.checkpoint_if_due(consumer);
                 if last_evict.elapsed() >= Duration::from_secs(10) {
                     last_evict = Instant::now();
                     let evicted = self.pipeline.evict_idle();
@@ -403,10 +418,15 @@ impl Worker<'_> {
         }
     }
 
-    fn finish(self, consumer: &BaseConsumer<RebalanceLog>) -> WorkerReport {
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+    fn finish(mut self, consumer: &BaseConsumer<RebalanceLog>) -> WorkerReport {
+        if self.checkpointer.is_some() {
+            let numbers = self.assigned_numbers();
+            self.checkpoint(consumer, &numbers, CommitMode::Sync);
+            info!(partitions = numbers.len(), "final checkpoint written");
+        } else if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(error = %e, "final commit failed");
         }
+        consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(d) = &self.dead_letters {
             d.flush(Duration::from_secs(5));
         }

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 use tracing::{info, warn};
@@ -21,6 +21,10 @@ pub(super) enum Change {
 /// Records rebalances; the poll loop applies them on its own thread.
 pub(super) struct RebalanceLog {
     pub(super) changes: Mutex<Vec<Change>>,
+    /// Set once the worker has written its final checkpoint: the revocation
+    /// that closing the consumer brings is then carried out at once (nobody
+    /// polls any more to do it later).
+    pub(super) closing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for RebalanceLog {
@@ -34,15 +38,28 @@ impl ClientContext for RebalanceLog {
 }
 
 impl ConsumerContext for RebalanceLog {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let list = |tpl: &rdkafka::TopicPartitionList| {
-            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()
-        };
-        let change = match rebalance {
-            Rebalance::Assign(tpl) => Change::Assigned(list(tpl)),
-            Rebalance::Revoke(tpl) => Change::Revoked(list(tpl)),
-            Rebalance::Error(e) => {
-                warn!(error = %e, "rebalance failed");
+    /// Records the rebalance and returns without assigning or unassigning:
+    /// librdkafka waits for the worker to do that, which it does once it has
+    /// checkpointed what it gives up, or restored what it takes on (see
+    /// `checkpoints.rs`).
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut rdkafka::TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr;
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = base_consumer.unassign();
+            return;
+        }
+        let list = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>();
+        let change = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Change::Assigned(list),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Change::Revoked(list),
+            other => {
+                warn!(error = ?other, "rebalance failed; dropping the assignment");
+                let _ = base_consumer.unassign();
                 return;
             }
         };
@@ -182,25 +199,20 @@ impl Worker<'_> {
             match change {
                 Change::Assigned(tps) => {
                     info!(partitions = ?tps, "partitions assigned");
-                    for (topic, p) in tps {
-                        self.register(consumer, &topic, p);
-                    }
+                    self.assign_partitions(consumer, tps);
                     // Hold from the first record of the backlog on.
                     self.update_catch_up();
                 }
                 Change::Revoked(tps) => {
                     info!(partitions = ?tps, "partitions revoked");
-                    for (topic, p) in tps {
-                        if let Some(Some(s)) =
-                            self.sources.get_mut(&topic).and_then(|v| v.get_mut(p as usize)).map(Option::take)
-                        {
-                            self.pipeline.revoke(s.id);
-                            self.metrics.partitions.with_label_values(&[&topic]).dec();
-                        }
-                    }
+                    self.revoke_partitions(consumer, tps);
                 }
             }
         }
+    }
+
+    pub(super) fn source_mut(&mut self, topic: &str, p: i32) -> Option<&mut SourceState> {
+        self.sources.get_mut(topic)?.get_mut(p as usize)?.as_mut()
     }
 
     /// Starts tracking `topic`/`partition` as a source, unless it already is.
@@ -225,6 +237,7 @@ impl Worker<'_> {
         let parts = self.sources.entry(topic.to_string()).or_default();
         parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to, records });
         self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
+        self.pipeline.engine_mut().set_source_shard(id, p as u32);
         self.metrics.partitions.with_label_values(&[topic]).inc();
     }
 }
