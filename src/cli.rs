@@ -48,6 +48,10 @@ pub enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Stop once every assigned partition has reached the end of its log
+        /// (a catch-up job, or a test); the final checkpoint is written.
+        #[arg(long)]
+        exit_when_caught_up: bool,
     },
     /// Process a recorded event file (an Avro container file, or NDJSON: one
     /// event per line in the JSON mapping of the schemas) at full speed and

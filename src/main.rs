@@ -136,12 +136,13 @@ async fn run() -> anyhow::Result<()> {
             std::io::Write::flush(&mut out)?;
             println!("wrote {n} events to {} (injected spike: {spike})", output.display());
         }
-        Command::Run { config } => {
+        Command::Run { config, exit_when_caught_up } => {
             let cfg = Config::load(&config)?;
             let store = load_store(&cfg)?;
             tracing::info!(config = ?cfg.kafka, "starting");
             stop_on_signals(shutdown.clone());
-            let opts = RunOptions { http: true, reload_from: Some(config.clone()), worker: WorkerOptions::default() };
+            let worker = WorkerOptions { exit_when_caught_up, ..WorkerOptions::default() };
+            let opts = RunOptions { http: true, reload_from: Some(config.clone()), worker };
             let summary = runtime::run(cfg, store, shutdown, opts, None).await.context("peakguard run failed")?;
             let r = &summary.report;
             println!(

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::query::ReadView;
 use crate::rules::Alert;
 use crate::sink::{self, alertmanager::AlertmanagerSink, kafka::KafkaSink, webhook::WebhookSink, Sink};
-use crate::source::kafka::{client_config, SourceError};
+use crate::source::kafka::{producer_config, SourceError};
 use crate::source::{run_worker, WorkerOptions, WorkerReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ pub async fn run(
     }
     let mut sinks = Vec::new();
     if !cfg.kafka.alerts_topic.is_empty() {
-        let k = KafkaSink::new(&client_config(&cfg), &cfg.kafka.alerts_topic).map_err(RunError::AlertsProducer)?;
+        let k = KafkaSink::new(&producer_config(&cfg), &cfg.kafka.alerts_topic).map_err(RunError::AlertsProducer)?;
         sinks.push(("kafka", Sink::Kafka(k)));
     }
     if !cfg.webhook.url.is_empty() {
@@ -105,7 +105,7 @@ pub async fn run(
     let sink_task = tokio::spawn(sink::run(rx, sinks, metrics.clone(), delivered.clone()));
 
     if !cfg.checkpoint.topic.is_empty() {
-        if let Err(e) = crate::checkpoint::topic::ensure_topic(&client_config(&cfg), &cfg.checkpoint.topic).await {
+        if let Err(e) = crate::checkpoint::topic::ensure_topic(&producer_config(&cfg), &cfg.checkpoint.topic).await {
             warn!(error = %e, "cannot make sure the checkpoint topic exists; checkpoint writes to it may fail");
         }
     }

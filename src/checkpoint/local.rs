@@ -22,7 +22,8 @@ pub struct LocalError {
 impl LocalStore {
     /// A store under `dir/<group>`; the directory is created when missing.
     pub fn open(dir: &Path, group: &str) -> Result<LocalStore, LocalError> {
-        let safe: String = group.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let safe: String =
+            group.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
         let dir = dir.join(safe);
         fs::create_dir_all(&dir).map_err(|e| LocalError { path: dir.clone(), cause: e.to_string() })?;
         Ok(LocalStore { dir })
@@ -52,9 +53,7 @@ impl LocalStore {
     pub fn read(&self, partition: i32) -> Result<Option<Checkpoint>, LocalError> {
         let path = self.path(partition);
         match fs::read(&path) {
-            Ok(bytes) => Checkpoint::decode(&bytes)
-                .map(Some)
-                .map_err(|e| LocalError { path, cause: e.to_string() }),
+            Ok(bytes) => Checkpoint::decode(&bytes).map(Some).map_err(|e| LocalError { path, cause: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LocalError { path, cause: e.to_string() }),
         }
@@ -83,7 +82,8 @@ mod tests {
         c.written_at_ms = 7;
         store.write(&c).unwrap();
         assert_eq!(store.read(0).unwrap().unwrap().written_at_ms, 7);
-        let names: Vec<_> = fs::read_dir(dir.path().join("group_a_b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            fs::read_dir(dir.path().join("group_a_b")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("partition-0.ckpt")], "no temporary file left");
         fs::write(dir.path().join("group_a_b/partition-0.ckpt"), b"garbage").unwrap();
         assert!(store.read(0).is_err(), "damage is an error, not an empty state");

@@ -63,6 +63,19 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// The reader's context: end of partition is how the read ends, not an error.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+            tracing::warn!(%error, reason, "checkpoint reader error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 pub struct TopicStore {
     config: ClientConfig,
     producer: ThreadedProducer<Deliveries>,
@@ -99,8 +112,15 @@ pub async fn ensure_topic(config: &ClientConfig, topic: &str) -> Result<(), Topi
 }
 
 impl TopicStore {
-    pub fn new(config: &ClientConfig, topic: &str, group: &str) -> Result<TopicStore, TopicError> {
-        let producer = config
+    /// `producer` and `consumer`: client settings for writing and reading.
+    pub fn new(
+        producer: &ClientConfig,
+        consumer: &ClientConfig,
+        topic: &str,
+        group: &str,
+    ) -> Result<TopicStore, TopicError> {
+        let config = consumer;
+        let producer = producer
             .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -147,9 +167,10 @@ impl TopicStore {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r))
-                    if Instant::now() < deadline =>
-                {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) if Instant::now() < deadline => {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -171,13 +192,13 @@ impl TopicStore {
     /// of `partitions` that has one. A damaged checkpoint is an error for
     /// that partition only.
     pub fn read(&mut self, partitions: &[i32]) -> Result<HashMap<i32, Result<Checkpoint, TopicError>>, TopicError> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<QuietEof> = self
             .config
             .clone()
             .set("group.id", format!("{}-checkpoint-reader", self.group))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()
+            .set("enable.partition.eof", "true")
+            .create_with_context(QuietEof)
             .map_err(|e| self.kafka_err(e))?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, 0, self.timeout).map_err(|e| self.kafka_err(e))?;
         let wanted: HashMap<String, i32> = partitions.iter().map(|p| (format!("{}/{}", self.group, p), *p)).collect();
@@ -189,12 +210,21 @@ impl TopicStore {
             consumer.assign(&tpl).map_err(|e| self.kafka_err(e))?;
             let deadline = Instant::now() + self.timeout;
             let mut next = low;
-            while next < high {
+            // To the end of the log as the fetches report it, and at least to
+            // the high watermark read above (some brokers report a high
+            // watermark short of the last batch's end: the end-of-partition
+            // event is what counts).
+            loop {
                 if Instant::now() > deadline {
                     return Err(self.kafka_err(format!("read stopped at offset {next} of {high}: timed out")));
                 }
-                let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
-                let msg = msg.map_err(|e| self.kafka_err(e))?;
+                let msg = match consumer.poll(Duration::from_millis(200)) {
+                    None => continue,
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) if next >= high => break,
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => continue,
+                    Some(Err(e)) => return Err(self.kafka_err(e)),
+                    Some(Ok(msg)) => msg,
+                };
                 next = msg.offset() + 1;
                 let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                 if let Some(&p) = wanted.get(key) {

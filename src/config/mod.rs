@@ -13,8 +13,8 @@ use crate::pipeline::topk::TopKConfig;
 use crate::rules::{stats, Calendar, Confirm, Metric, RateRule, RuleBook, Spike};
 
 use rules::phase;
-pub use runtime::{CheckpointConfig, ShutdownConfig};
 pub use rules::{parse_time, PhaseConfig, RuleConfig, RulesFile, DEFAULT_BASELINE_RATIO};
+pub use runtime::{CheckpointConfig, ShutdownConfig};
 
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]

@@ -106,8 +106,8 @@ impl Engine {
         }
         let mut scopes = Vec::with_capacity(snap.shops.len());
         for shop in &snap.shops {
-            let scope =
-                ScopeState::restore(&self.layout, &shop.scope).ok_or_else(|| SnapshotError::Damaged(shop.id.clone()))?;
+            let scope = ScopeState::restore(&self.layout, &shop.scope)
+                .ok_or_else(|| SnapshotError::Damaged(shop.id.clone()))?;
             scopes.push(scope);
         }
         let n = snap.shops.len();

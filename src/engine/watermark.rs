@@ -78,7 +78,13 @@ impl WatermarkTracker {
     /// Puts back a source's clock from a checkpoint: the newest event time
     /// it had folded, and the watermark the checkpointing process had then
     /// (the watermark never moves back, so it is raised to that).
-    pub fn restore_source(&mut self, id: SourceId, max_event: Option<Millis>, watermark: Option<Millis>, proc_now: Millis) {
+    pub fn restore_source(
+        &mut self,
+        id: SourceId,
+        max_event: Option<Millis>,
+        watermark: Option<Millis>,
+        proc_now: Millis,
+    ) {
         let p = self.slot(id, proc_now);
         p.max_event = max_event.max(p.max_event);
         if let Some(t) = max_event {

@@ -19,20 +19,27 @@ impl Drop for Server {
     }
 }
 
-/// `$env`, else the first of `names` on PATH; panics with how to get one.
+/// `$env`, else the first of `names` on PATH (or in ~/.cargo/bin); panics
+/// with how to get one. `package`: the Debian package, or `cargo:CRATE`.
 pub fn binary(env: &str, names: &[&str], package: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
+    let cargo_bin = std::env::var("HOME").map(|h| format!("{h}/.cargo/bin")).unwrap_or_default();
     for name in names {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([cargo_bin.as_str()]) {
             let p = PathBuf::from(dir).join(name);
             if p.is_file() {
                 return p;
             }
         }
     }
-    panic!("no {} binary: install the Debian package {package} (scripts/test.sh does) or set {env}", names[0]);
+    match package.strip_prefix("cargo:") {
+        Some(krate) => panic!("no {} binary: cargo install {krate} (scripts/test.sh does) or set {env}", names[0]),
+        None => {
+            panic!("no {} binary: install the Debian package {package} (scripts/test.sh does) or set {env}", names[0])
+        }
+    }
 }
 
 pub fn free_port() -> u16 {

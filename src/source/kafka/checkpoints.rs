@@ -51,8 +51,9 @@ impl Checkpointer {
         let topic = if c.topic.is_empty() {
             None
         } else {
-            let cc = super::client_config(cfg);
-            Some(TopicStore::new(&cc, &c.topic, &cfg.kafka.group_id).map_err(|e| e.to_string())?)
+            let producer = super::producer_config(cfg);
+            let consumer = super::client_config(cfg);
+            Some(TopicStore::new(&producer, &consumer, &c.topic, &cfg.kafka.group_id).map_err(|e| e.to_string())?)
         };
         Ok(Some(Checkpointer {
             local,

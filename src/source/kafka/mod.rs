@@ -105,6 +105,33 @@ pub fn client_config(cfg: &Config) -> ClientConfig {
     c
 }
 
+/// Consumer-group settings a producer or admin client would only warn about.
+const CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "group.instance.id",
+    "group.protocol",
+    "auto.offset.reset",
+    "isolation.level",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "fetch.wait.max.ms",
+    "max.partition.fetch.bytes",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+];
+
+/// [`client_config`] without consumer-only properties, for producers.
+pub fn producer_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers);
+    for (k, v) in cfg.kafka.properties.iter().filter(|(k, _)| !CONSUMER_ONLY.contains(&k.as_str())) {
+        c.set(k, v);
+    }
+    c
+}
+
 struct Worker<'a> {
     dead_letters: Option<DeadLetters>,
     store: &'a SchemaStore,
@@ -159,7 +186,7 @@ pub fn run_worker(
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {
-        Some(DeadLetters::new(&client_config(cfg), &cfg.kafka.dead_letter_topic).map_err(SourceError::Producer)?)
+        Some(DeadLetters::new(&producer_config(cfg), &cfg.kafka.dead_letter_topic).map_err(SourceError::Producer)?)
     };
     let mut w = Worker {
         dead_letters,
