@@ -33,13 +33,13 @@ impl LocalStore {
         self.dir.join(format!("partition-{partition}.ckpt"))
     }
 
-    pub fn write(&self, c: &Checkpoint) -> Result<usize, LocalError> {
-        let path = self.path(c.partition);
+    /// Writes the encoded checkpoint ([`Checkpoint::encode`]) of `partition`.
+    pub fn write(&self, partition: i32, bytes: &[u8]) -> Result<usize, LocalError> {
+        let path = self.path(partition);
         let tmp = path.with_extension("ckpt.tmp");
         let err = |e: std::io::Error| LocalError { path: path.clone(), cause: e.to_string() };
-        let bytes = c.encode();
         let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&bytes).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
         f.sync_all().map_err(err)?;
         fs::rename(&tmp, &path).map_err(err)?;
         // The rename itself is durable once the directory is synced.
@@ -78,9 +78,9 @@ mod tests {
             sources: vec![],
             state: ShardSnapshot { shard: 0, windows: vec![], shops: vec![], dedup: None },
         };
-        store.write(&c).unwrap();
+        store.write(0, &c.encode()).unwrap();
         c.written_at_ms = 7;
-        store.write(&c).unwrap();
+        store.write(0, &c.encode()).unwrap();
         assert_eq!(store.read(0).unwrap().unwrap().written_at_ms, 7);
         let names: Vec<_> =
             fs::read_dir(dir.path().join("group_a_b")).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -119,7 +119,6 @@ impl TopicStore {
         topic: &str,
         group: &str,
     ) -> Result<TopicStore, TopicError> {
-        let config = consumer;
         let producer = producer
             .clone()
             .set("enable.idempotence", "true")
@@ -129,7 +128,7 @@ impl TopicStore {
             .create_with_context(Deliveries::default())
             .map_err(|e| TopicError::Kafka { topic: topic.to_string(), cause: e.to_string() })?;
         Ok(TopicStore {
-            config: config.clone(),
+            config: consumer.clone(),
             producer,
             topic: topic.to_string(),
             group: group.to_string(),
@@ -142,22 +141,22 @@ impl TopicStore {
         TopicError::Kafka { topic: self.topic.clone(), cause: cause.to_string() }
     }
 
-    /// Writes `c` and waits until every record of it is acknowledged.
-    pub fn write(&mut self, c: &Checkpoint) -> Result<usize, TopicError> {
-        let bytes = c.encode();
-        let slot = 1 - self.slots.get(&c.partition).copied().unwrap_or(1);
+    /// Writes the encoded checkpoint ([`Checkpoint::encode`]) of
+    /// `partition` and waits until every record of it is acknowledged.
+    pub fn write(&mut self, partition: i32, bytes: &[u8]) -> Result<usize, TopicError> {
+        let slot = 1 - self.slots.get(&partition).copied().unwrap_or(1);
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            let key = format!("{}/{}/{}/{}", self.group, c.partition, slot, i);
+            let key = format!("{}/{}/{}/{}", self.group, partition, slot, i);
             self.send(&key, chunk)?;
         }
         self.settle()?;
         let manifest =
-            Manifest { slot, chunks: chunks.len() as u32, len: bytes.len() as u64, crc: crc32fast::hash(&bytes) };
+            Manifest { slot, chunks: chunks.len() as u32, len: bytes.len() as u64, crc: crc32fast::hash(bytes) };
         let value = serde_json::to_vec(&manifest).expect("manifest serializes");
-        self.send(&format!("{}/{}", self.group, c.partition), &value)?;
+        self.send(&format!("{}/{}", self.group, partition), &value)?;
         self.settle()?;
-        self.slots.insert(c.partition, slot);
+        self.slots.insert(partition, slot);
         Ok(bytes.len())
     }
 

@@ -102,18 +102,20 @@ impl Checkpointer {
         found
     }
 
-    /// Writes `c` everywhere configured; true when at least one copy landed.
-    fn write(&mut self, c: &Checkpoint) -> bool {
-        let mut ok = false;
+    /// Writes `c` everywhere configured; its encoded size when at least one
+    /// copy landed.
+    fn write(&mut self, c: &Checkpoint) -> Option<usize> {
+        let bytes = c.encode();
+        let mut ok = None;
         if let Some(local) = &self.local {
-            match local.write(c) {
-                Ok(_) => ok = true,
+            match local.write(c.partition, &bytes) {
+                Ok(n) => ok = Some(n),
                 Err(e) => warn!(error = %e, "cannot write the local checkpoint"),
             }
         }
         if let Some(topic) = &mut self.topic {
-            match topic.write(c) {
-                Ok(_) => ok = true,
+            match topic.write(c.partition, &bytes) {
+                Ok(n) => ok = Some(n),
                 Err(e) => warn!(error = %e, partition = c.partition, "cannot write the checkpoint to the topic"),
             }
         }
@@ -241,8 +243,8 @@ impl Worker<'_> {
                 sources,
                 state: self.pipeline.engine().export_shard(p as u32),
             };
-            if checkpointer.write(&c) {
-                bytes += c.encode().len();
+            if let Some(n) = checkpointer.write(&c) {
+                bytes += n;
                 for s in &c.sources {
                     let _ = commit.add_partition_offset(&s.topic, p, Offset::Offset(s.next_offset));
                 }
