@@ -6,6 +6,9 @@
 # test starts a real Alertmanager on loopback), prometheus (Prometheus and
 # promtool: the Prometheus end-to-end test scrapes a running peakguard) and
 # docker-compose (a static check of docker-compose.yml; no engine needed).
+# It also installs Tansu (a Kafka-compatible broker written in Rust, from
+# crates.io; the exactly-once tests start it on loopback with in-memory
+# storage) with `cargo install` when it is missing: 10-25 minutes, once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +35,10 @@ missing=()
 have docker-compose || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" || { echo "cannot install ${missing[*]}" >&2; exit 1; }
+fi
+if [ -z "${TANSU_BIN:-}" ] && ! have tansu && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "== installing tansu 0.6.0 (cargo install; the first time takes 10-25 minutes)"
+  cargo install tansu --version 0.6.0 --features dynostore --locked
 fi
 # Debian's packages start their services where an init system runs; the
 # tests start their own servers on free ports.

@@ -36,7 +36,9 @@ impl LocalStore {
     /// Writes the encoded checkpoint ([`Checkpoint::encode`]) of `partition`.
     pub fn write(&self, partition: i32, bytes: &[u8]) -> Result<usize, LocalError> {
         let path = self.path(partition);
-        let tmp = path.with_extension("ckpt.tmp");
+        // Unique per process: two processes sharing a directory (a shared
+        // volume, or a test) must not write into one temporary file.
+        let tmp = path.with_extension(format!("ckpt.{}.tmp", std::process::id()));
         let err = |e: std::io::Error| LocalError { path: path.clone(), cause: e.to_string() };
         let mut f = fs::File::create(&tmp).map_err(err)?;
         f.write_all(bytes).map_err(err)?;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     /// `peakguard_dead_letters_total{reason}`: records written to the dead-letter topic.
     pub dead_letters: IntCounterVec,
+    /// `peakguard_dead_letter_failures_total`: records the dead-letter topic
+    /// did not take (their checkpoint is held back, so they are read again).
+    pub dead_letter_failures: prometheus::IntCounter,
     /// `peakguard_alerts_total{rule, severity, status}`: notifications emitted.
     pub alerts: IntCounterVec,
     /// `peakguard_alerts_firing{rule, severity}`: (rule, key) pairs firing now.
@@ -53,6 +56,12 @@ pub struct Metrics {
     pub partitions: IntGaugeVec,
     /// `peakguard_records_total{topic}`: Kafka records read.
     pub records: IntCounterVec,
+    /// `peakguard_offset_gap_records_total{topic}`: offsets skipped between
+    /// two records of one partition (the broker returned a later record than
+    /// the next offset asked for). Zero on a plain topic; compaction and
+    /// transaction markers make gaps; anything else is data the broker did
+    /// not deliver.
+    pub offset_gaps: IntCounterVec,
     /// `peakguard_event_latency_seconds`: producer timestamp -> folded.
     pub event_latency: Histogram,
     /// `peakguard_business_rate`, `peakguard_business_denominator` and
@@ -96,6 +105,12 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let dead_letter_failures = prometheus::IntCounter::new(
+            "peakguard_dead_letter_failures_total",
+            "Records the dead-letter topic did not take (the checkpoint is held back; they are read again)",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(dead_letter_failures.clone())).expect("unique metric");
         let dead_letters = IntCounterVec::new(
             Opts::new("peakguard_dead_letters_total", "Records written to the dead-letter topic, by reason"),
             &["reason"],
@@ -160,6 +175,14 @@ impl Metrics {
         let records =
             IntCounterVec::new(Opts::new("peakguard_records_total", "Kafka records read, by topic"), &["topic"])
                 .expect("valid metric");
+        let offset_gaps = IntCounterVec::new(
+            Opts::new(
+                "peakguard_offset_gap_records_total",
+                "Offsets skipped between consecutive records of a partition, by topic",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
         let event_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "peakguard_event_latency_seconds",
@@ -228,6 +251,7 @@ impl Metrics {
         registry.register(Box::new(shops.clone())).expect("unique metric");
         registry.register(Box::new(partitions.clone())).expect("unique metric");
         registry.register(Box::new(records.clone())).expect("unique metric");
+        registry.register(Box::new(offset_gaps.clone())).expect("unique metric");
         registry.register(Box::new(categories_not_exported.clone())).expect("unique metric");
         registry.register(Box::new(dedup_evicted.clone())).expect("unique metric");
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
@@ -241,6 +265,7 @@ impl Metrics {
             events,
             decode_errors,
             dead_letters,
+            dead_letter_failures,
             alerts,
             alerts_firing,
             alerts_pending,
@@ -253,6 +278,7 @@ impl Metrics {
             shops,
             partitions,
             records,
+            offset_gaps,
             event_latency,
             scopes_text: RwLock::default(),
             top_text: RwLock::default(),

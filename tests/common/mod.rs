@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod server;
+pub mod tansu;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -168,8 +168,13 @@ impl Worker<'_> {
             }
         }
         if !found.is_empty() {
+            let offsets: Vec<String> = found
+                .values()
+                .flat_map(|c| c.sources.iter().map(move |s| format!("{}/{}@{}", s.topic, c.partition, s.next_offset)))
+                .collect();
             info!(
                 partitions = ?found.keys().collect::<Vec<_>>(),
+                offsets = ?offsets,
                 shops = restored_shops,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "state restored from checkpoints"
@@ -220,8 +225,20 @@ impl Worker<'_> {
 
     /// Checkpoints partition numbers `numbers` and commits their offsets.
     pub(super) fn checkpoint(&mut self, consumer: &BaseConsumer<RebalanceLog>, numbers: &[i32], mode: CommitMode) {
-        let Some(mut checkpointer) = self.checkpointer.take() else { return };
+        if self.checkpointer.is_none() {
+            return;
+        }
         let started = Instant::now();
+        // A checkpoint says every record before its offsets is dealt with:
+        // dead letters among them must be on their topic first.
+        if let Some(d) = &self.dead_letters {
+            if let Err(e) = d.flush(Duration::from_secs(10)) {
+                warn!(error = %e, "checkpoint skipped: a restart resumes from the previous one and reads these records again");
+                self.metrics.checkpoint.failures.inc_by(numbers.len() as u64);
+                return;
+            }
+        }
+        let Some(mut checkpointer) = self.checkpointer.take() else { return };
         let watermark = self.pipeline.watermark();
         let mut commit = TopicPartitionList::new();
         let mut bytes = 0usize;

@@ -13,6 +13,7 @@
 
 mod checkpoints;
 mod partitions;
+mod topics;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -93,6 +94,10 @@ pub enum SourceError {
     Producer(KafkaError),
     #[error("cannot set up checkpoints: {0}; check [checkpoint] dir and topic")]
     Checkpoint(String),
+    #[error(
+        "config field `kafka.topics`: the topics are not co-partitioned ({counts}); a shop's state follows partition i of every topic to one worker, which needs the same partition count everywhere. Fix: give every topic {most} partitions (kafka-topics.sh --alter --partitions {most}) before producers write to the new partitions, keyed by shop_id"
+    )]
+    NotCoPartitioned { counts: String, most: usize },
 }
 
 /// librdkafka client settings shared by the consumer and producers.
@@ -181,12 +186,16 @@ pub fn run_worker(
     let consumer: BaseConsumer<RebalanceLog> = cc
         .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()), closing: Default::default() })
         .map_err(|cause| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), cause })?;
+    topics::check_co_partitioned(&consumer, &cfg.kafka.topics, Duration::from_secs(10))?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|cause| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), cause })?;
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {
-        Some(DeadLetters::new(&producer_config(cfg), &cfg.kafka.dead_letter_topic).map_err(SourceError::Producer)?)
+        Some(
+            DeadLetters::new(&producer_config(cfg), &cfg.kafka.dead_letter_topic, metrics)
+                .map_err(SourceError::Producer)?,
+        )
     };
     let mut w = Worker {
         dead_letters,
@@ -366,6 +375,21 @@ impl Worker<'_> {
         }
         let source = match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
             Some(Some(s)) => {
+                if let Some(gap) = s.next_offset.map(|next| msg.offset() - next).filter(|g| *g > 0) {
+                    // Compaction and transaction markers leave gaps; so does
+                    // a broker that skips records. Counted, and logged.
+                    self.metrics.offset_gaps.with_label_values(&[topic]).inc_by(gap as u64);
+                    if let Some(suppressed) = self.limiter.allow("offset_gap", Instant::now()) {
+                        warn!(
+                            topic,
+                            partition,
+                            expected = s.next_offset,
+                            got = msg.offset(),
+                            suppressed,
+                            "offset gap: the broker skipped records (compacted or transactional topic, or a broker fault)"
+                        );
+                    }
+                }
                 s.next_offset = Some(msg.offset() + 1);
                 s.eof = false;
                 if s.catch_up_to.is_some_and(|end| msg.offset() + 1 >= end) {
@@ -424,7 +448,7 @@ impl Worker<'_> {
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, reason: &'static str, error: &str) {
         if let Some(d) = &self.dead_letters {
-            d.send(msg, reason, error, self.metrics);
+            d.send(msg, reason, error);
         }
     }
 
@@ -455,7 +479,9 @@ impl Worker<'_> {
         }
         consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(d) = &self.dead_letters {
-            d.flush(Duration::from_secs(5));
+            if let Err(e) = d.flush(Duration::from_secs(5)) {
+                warn!(error = %e, "dead letters not all delivered at shutdown");
+            }
         }
         WorkerReport {
             records: self.records,
