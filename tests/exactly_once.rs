@@ -21,7 +21,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use peakguard::checkpoint::local::LocalStore;
@@ -38,7 +38,11 @@ use common::tansu::Tansu;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-const PARTITIONS: i32 = 2;
+/// Partitions of each event topic. The in-process cluster keeps at most
+/// 100,000 records or 5 MB per partition (librdkafka's mock broker drops the
+/// oldest beyond that), so it needs more partitions for the same stream.
+const IN_PROCESS_PARTITIONS: i32 = 16;
+const TANSU_PARTITIONS: i32 = 2;
 const ORDERS: &str = "eo.orders";
 const AFTER_SALES: &str = "eo.after-sales";
 
@@ -47,7 +51,7 @@ type Rec = (usize, i32, Event);
 
 /// About `n` events of a generated sale (every kind, Zipf shops, categories),
 /// with a producer retry (the same event again) after every 97th.
-fn stream(n: usize) -> Vec<Rec> {
+fn stream(n: usize, partitions: i32) -> Vec<Rec> {
     let mut g = Generator::new(GeneratorConfig {
         shops: 5_000,
         base_orders_per_sec: 150.0,
@@ -60,7 +64,7 @@ fn stream(n: usize) -> Vec<Rec> {
     while out.len() < n && g.next_second(&mut second) {
         for e in second.drain(..) {
             let topic = usize::from(e.kind() != peakguard::event::EventKind::Order);
-            let partition = (crc32fast::hash(e.shop_id.as_bytes()) % PARTITIONS as u32) as i32;
+            let partition = (crc32fast::hash(e.shop_id.as_bytes()) % partitions as u32) as i32;
             let retry = out.len() % 97 == 0;
             if retry {
                 out.push((topic, partition, e.clone()));
@@ -124,6 +128,16 @@ fn restores_with_progress(log: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Waits (up to 60 s) until `log` shows `n` restores with progress.
+fn wait_for(log: &Path, n: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restores_with_progress(log) < n {
+        assert!(Instant::now() < deadline, "no restore #{n} within 60 s; see {}", log.display());
+        assert!(child.try_wait().expect("wait").is_none(), "peakguard exited early; see {}", log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The broker delivered every offset: no run logged a gap.
 fn no_offset_gaps(logs: &[&Path]) {
     for log in logs {
@@ -166,7 +180,12 @@ fn spawn(config: &Path, log: &Path, exit_when_caught_up: bool) -> Child {
         cmd.arg("--exit-when-caught-up");
     }
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    cmd.stdout(Stdio::null()).stderr(log).env("RUST_LOG", "info,rdkafka=warn").spawn().expect("spawn peakguard")
+    // The run summary (stdout) goes to the log too.
+    cmd.stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .spawn()
+        .expect("spawn peakguard")
 }
 
 /// Runs one process to the end of every partition.
@@ -188,18 +207,18 @@ fn finish(config: &Path, log: &Path) {
 
 /// The engine that folded the whole stream once, partition by partition in
 /// produce order (the order each partition is read in).
-fn reference(cfg: &Config, recs: &[Rec]) -> Engine {
+fn reference(cfg: &Config, recs: &[Rec], partitions: i32) -> Engine {
     let mut engine = Engine::new(cfg.engine_config());
     for topic in 0..2 {
-        for p in 0..PARTITIONS {
-            let id = SourceId((topic * PARTITIONS as usize) as u32 + p as u32);
+        for p in 0..partitions {
+            let id = SourceId((topic * partitions as usize) as u32 + p as u32);
             engine.set_source_shard(id, p as u32);
             engine.watermark_mut().assign(id, 0);
         }
     }
     let mut duplicates = 0;
     for (topic, p, e) in recs {
-        let id = SourceId((topic * PARTITIONS as usize) as u32 + *p as u32);
+        let id = SourceId((topic * partitions as usize) as u32 + *p as u32);
         match engine.fold(id, e, 0) {
             Fold::Duplicate => duplicates += 1,
             Fold::Late | Fold::Future => panic!("the test stream has no late or future events"),
@@ -212,10 +231,10 @@ fn reference(cfg: &Config, recs: &[Rec]) -> Engine {
 
 /// The engine the checkpoints describe; checks they stand at the end of
 /// every partition.
-fn from_checkpoints(cfg: &Config, dir: &Path, ends: &BTreeMap<(String, i32), i64>) -> Engine {
+fn from_checkpoints(cfg: &Config, dir: &Path, ends: &BTreeMap<(String, i32), i64>, partitions: i32) -> Engine {
     let store = LocalStore::open(&dir.join("checkpoints"), "eo").expect("checkpoint dir");
     let mut engine = Engine::new(cfg.engine_config());
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         let c = store.read(p).expect("readable").unwrap_or_else(|| panic!("no checkpoint of partition {p}"));
         for topic in [ORDERS, AFTER_SALES] {
             assert_eq!(c.next_offset(topic), Some(ends[&(topic.to_string(), p)]), "{topic}/{p} read to its end");
@@ -293,6 +312,17 @@ fn events(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
+/// The broker still holds every record produced (a broker that drops old
+/// records would make the comparison meaningless).
+fn all_kept(brokers: &str, ends: &BTreeMap<(String, i32), i64>) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    for (topic, p) in ends.keys() {
+        let (low, _) = c.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+        assert_eq!(low, 0, "{topic}/{p}: the broker dropped records before offset {low}; use more partitions");
+    }
+}
+
 /// The stream is valid: nothing may have been dead-lettered.
 fn no_dead_letters(brokers: &str) {
     let dlq = common::read_all(brokers, "eo.dead-letter");
@@ -309,7 +339,8 @@ enum Broker {
 impl Broker {
     fn in_process() -> Broker {
         let cluster = MockCluster::new(1).expect("in-process cluster");
-        for (t, p) in [(ORDERS, PARTITIONS), (AFTER_SALES, PARTITIONS), ("eo.alerts", 1), ("eo.dead-letter", 1)] {
+        let n = IN_PROCESS_PARTITIONS;
+        for (t, p) in [(ORDERS, n), (AFTER_SALES, n), ("eo.alerts", 1), ("eo.dead-letter", 1)] {
             cluster.create_topic(t, p, 1).expect("create topic");
         }
         Broker::InProcess(cluster)
@@ -318,9 +349,21 @@ impl Broker {
     async fn tansu() -> Broker {
         let broker = Tansu::start();
         broker
-            .create_topics(&[(ORDERS, PARTITIONS), (AFTER_SALES, PARTITIONS), ("eo.alerts", 1), ("eo.dead-letter", 1)])
+            .create_topics(&[
+                (ORDERS, TANSU_PARTITIONS),
+                (AFTER_SALES, TANSU_PARTITIONS),
+                ("eo.alerts", 1),
+                ("eo.dead-letter", 1),
+            ])
             .await;
         Broker::Tansu(broker)
+    }
+
+    fn partitions(&self) -> i32 {
+        match self {
+            Broker::InProcess(_) => IN_PROCESS_PARTITIONS,
+            Broker::Tansu(_) => TANSU_PARTITIONS,
+        }
     }
 
     fn brokers(&self) -> String {
@@ -338,17 +381,20 @@ struct Setup {
     config: PathBuf,
     cfg: Config,
     recs: Vec<Rec>,
+    partitions: i32,
     rng: rand::rngs::StdRng,
 }
 
 async fn setup(broker: Broker, n: usize) -> Setup {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     let brokers = broker.brokers();
-    let recs = stream(n);
+    let partitions = broker.partitions();
+    let recs = stream(n, partitions);
     let store = SchemaStore::embedded();
     let started = Instant::now();
     produce(&brokers, matches!(broker, Broker::Tansu(_)), &store, &recs);
     eprintln!("produced {} records in {:.1}s", recs.len(), started.elapsed().as_secs_f64());
+    all_kept(&brokers, &ends(&recs));
     let mut dir = tempfile::Builder::new().prefix("peakguard-eo").tempdir().expect("tempdir");
     if std::env::var_os("EO_KEEP").is_some() {
         dir.disable_cleanup(true);
@@ -358,7 +404,8 @@ async fn setup(broker: Broker, n: usize) -> Setup {
     let cfg = Config::load(&config).expect("config loads");
     let seed = std::env::var("EO_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
     eprintln!("EO_SEED={seed}");
-    Setup { _broker: broker, brokers, dir, config, cfg, recs, rng: rand::rngs::StdRng::seed_from_u64(seed) }
+    let rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Setup { _broker: broker, brokers, dir, config, cfg, recs, partitions, rng }
 }
 
 /// SIGKILL at random points, four times, then a run to the end.
@@ -388,11 +435,12 @@ fn sigkill_at_random_points(mut s: Setup) {
     std::thread::sleep(Duration::from_secs(8));
     finish(&s.config, &log);
     let ends = ends(&s.recs);
-    let got = from_checkpoints(&s.cfg, s.dir.path(), &ends);
+    let got = from_checkpoints(&s.cfg, s.dir.path(), &ends, s.partitions);
+    no_dead_letters(&s.brokers);
     no_offset_gaps(&[&log]);
     let restores = restores_with_progress(&log);
     assert!(restores >= 2, "later runs restored checkpoints ({restores} restores)");
-    assert_same_state(&reference(&s.cfg, &s.recs), &got);
+    assert_same_state(&reference(&s.cfg, &s.recs, s.partitions), &got);
 }
 
 /// A, then B joins; A stops (SIGTERM) and B takes over; B is killed; then a
@@ -401,16 +449,19 @@ fn two_processes_and_a_rebalance(mut s: Setup) {
     let (log_a, log_b) = (s.dir.path().join("a.log"), s.dir.path().join("b.log"));
     let mut a = spawn(&s.config, &log_a, false);
     std::thread::sleep(Duration::from_millis(s.rng.random_range(3_000..5_000)));
-    // B joins: the group rebalances and a partition moves from A to B.
+    // B joins: the group rebalances and partitions move from A to B, which
+    // restores them from A's checkpoints.
     let mut b = spawn(&s.config, &log_b, false);
-    std::thread::sleep(Duration::from_millis(s.rng.random_range(6_000..9_000)));
+    wait_for(&log_b, 1, &mut b);
+    std::thread::sleep(Duration::from_millis(s.rng.random_range(1_000..4_000)));
     // A is stopped (SIGTERM: final checkpoint, leave the group): B takes
     // A's partitions over from A's checkpoints.
     let status = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().expect("kill -TERM");
     assert!(status.success());
     let status = a.wait().expect("A exits");
     assert!(status.success(), "A stops cleanly on SIGTERM ({status}); see {}", log_a.display());
-    std::thread::sleep(Duration::from_millis(s.rng.random_range(4_000..8_000)));
+    wait_for(&log_b, 2, &mut b);
+    std::thread::sleep(Duration::from_millis(s.rng.random_range(1_000..5_000)));
     b.kill().expect("SIGKILL b");
     b.wait().expect("reaped");
     let moved = restores_with_progress(&log_b);
@@ -418,10 +469,10 @@ fn two_processes_and_a_rebalance(mut s: Setup) {
     std::thread::sleep(Duration::from_secs(8));
     finish(&s.config, &log_a);
     let ends = ends(&s.recs);
-    let got = from_checkpoints(&s.cfg, s.dir.path(), &ends);
+    let got = from_checkpoints(&s.cfg, s.dir.path(), &ends, s.partitions);
     no_dead_letters(&s.brokers);
     no_offset_gaps(&[&log_a, &log_b]);
-    assert_same_state(&reference(&s.cfg, &s.recs), &got);
+    assert_same_state(&reference(&s.cfg, &s.recs, s.partitions), &got);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

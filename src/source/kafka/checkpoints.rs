@@ -102,24 +102,51 @@ impl Checkpointer {
         found
     }
 
-    /// Writes `c` everywhere configured; its encoded size when at least one
-    /// copy landed.
-    fn write(&mut self, c: &Checkpoint) -> Option<usize> {
-        let bytes = c.encode();
-        let mut ok = None;
-        if let Some(local) = &self.local {
-            match local.write(c.partition, &bytes) {
-                Ok(n) => ok = Some(n),
-                Err(e) => warn!(error = %e, "cannot write the local checkpoint"),
+    /// Writes one round of checkpoints everywhere configured; for each, its
+    /// encoded size when at least one copy landed. Each is encoded and
+    /// written to the directory and staged on the topic in turn (one
+    /// partition's bytes held at a time); the topic copies are published
+    /// together at the end.
+    fn write_round(&mut self, round: impl Iterator<Item = Checkpoint>) -> Vec<(Checkpoint, Option<usize>)> {
+        let mut out: Vec<(Checkpoint, Option<usize>)> = Vec::new();
+        let mut staged = Vec::new();
+        let mut staged_len = Vec::new();
+        for mut c in round {
+            let bytes = c.encode();
+            // The state is in `bytes` now; keep only the positions.
+            c.state.shops = Vec::new();
+            c.state.dedup = None;
+            let mut ok = None;
+            if let Some(local) = &self.local {
+                match local.write(c.partition, &bytes) {
+                    Ok(n) => ok = Some(n),
+                    Err(e) => warn!(error = %e, "cannot write the local checkpoint"),
+                }
             }
+            if let Some(topic) = &mut self.topic {
+                match topic.stage(c.partition, &bytes) {
+                    Ok(s) => {
+                        staged.push(s);
+                        staged_len.push((out.len(), bytes.len()));
+                    }
+                    Err(e) => warn!(error = %e, partition = c.partition, "cannot write the checkpoint to the topic"),
+                }
+            }
+            out.push((c, ok));
         }
         if let Some(topic) = &mut self.topic {
-            match topic.write(c.partition, &bytes) {
-                Ok(n) => ok = Some(n),
-                Err(e) => warn!(error = %e, partition = c.partition, "cannot write the checkpoint to the topic"),
+            if !staged.is_empty() {
+                match topic.publish(staged) {
+                    Ok(()) => {
+                        for (i, n) in staged_len {
+                            out[i].1 = Some(n);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot write the checkpoints to the topic"),
+                }
             }
         }
-        ok
+        out
     }
 }
 
@@ -243,31 +270,42 @@ impl Worker<'_> {
         let mut commit = TopicPartitionList::new();
         let mut bytes = 0usize;
         let mut failed = false;
-        for &p in numbers {
-            let mut sources = Vec::new();
-            for (topic, parts) in &self.sources {
-                let Some(Some(s)) = parts.get(p as usize) else { continue };
-                let Some(next) = s.next_offset else { continue };
-                let max_event = self.pipeline.engine().watermark().source_max(s.id);
-                sources.push(SourcePosition { topic: topic.clone(), next_offset: next, max_event });
-            }
-            sources.sort_by(|a, b| a.topic.cmp(&b.topic));
-            let c = Checkpoint {
-                group: checkpointer.group.clone(),
-                partition: p,
-                written_at_ms: now_ms(),
-                watermark,
-                sources,
-                state: self.pipeline.engine().export_shard(p as u32),
-            };
-            if let Some(n) = checkpointer.write(&c) {
-                bytes += n;
-                for s in &c.sources {
-                    let _ = commit.add_partition_offset(&s.topic, p, Offset::Offset(s.next_offset));
+        let positions: Vec<(i32, Vec<SourcePosition>)> = numbers
+            .iter()
+            .map(|&p| {
+                let mut sources = Vec::new();
+                for (topic, parts) in &self.sources {
+                    let Some(Some(s)) = parts.get(p as usize) else { continue };
+                    let Some(next) = s.next_offset else { continue };
+                    let max_event = self.pipeline.engine().watermark().source_max(s.id);
+                    sources.push(SourcePosition { topic: topic.clone(), next_offset: next, max_event });
                 }
-            } else {
-                failed = true;
-                self.metrics.checkpoint.failures.inc();
+                sources.sort_by(|a, b| a.topic.cmp(&b.topic));
+                (p, sources)
+            })
+            .collect();
+        let engine = self.pipeline.engine();
+        let group = checkpointer.group.clone();
+        let round = positions.into_iter().map(|(p, sources)| Checkpoint {
+            group: group.clone(),
+            partition: p,
+            written_at_ms: now_ms(),
+            watermark,
+            sources,
+            state: engine.export_shard(p as u32),
+        });
+        for (c, written) in checkpointer.write_round(round) {
+            match written {
+                Some(n) => {
+                    bytes += n;
+                    for s in &c.sources {
+                        let _ = commit.add_partition_offset(&s.topic, c.partition, Offset::Offset(s.next_offset));
+                    }
+                }
+                None => {
+                    failed = true;
+                    self.metrics.checkpoint.failures.inc();
+                }
             }
         }
         checkpointer.last = Instant::now();
