@@ -62,7 +62,8 @@ struct IdEntry {
     file: String,
 }
 
-struct Writer {
+/// A writer schema, resolved against the reader schema of its kind.
+pub struct Writer {
     schema: Schema,
     kind: EventKind,
     /// True when this writer schema is the reader schema (no resolution needed).
@@ -152,6 +153,32 @@ impl SchemaStore {
         Ok(SchemaStore { writers, readers })
     }
 
+    /// Parses a writer schema fetched from elsewhere (a schema registry)
+    /// and compiles its reader against this store's reader schema of the
+    /// same kind, so records written with it decode like any other.
+    pub fn writer_from_text(&self, text: &str) -> Result<Writer, String> {
+        let schema = Schema::parse_str(text).map_err(|e| format!("not a valid Avro schema: {e}"))?;
+        let kind = kind_of_schema(&schema).ok_or_else(|| {
+            let name = match &schema {
+                Schema::Record(r) => r.name.name.clone(),
+                _ => "<not a record>".to_string(),
+            };
+            format!("record `{name}` is not one of OrderEvent, ShipmentEvent, ReturnEvent, RefundEvent, DisputeEvent, ChargebackEvent")
+        })?;
+        let reader = &self.readers[kind as usize].1;
+        let is_reader = schema.canonical_form() == reader.canonical_form();
+        let program = Program::compile(kind, &schema, reader);
+        Ok(Writer { schema, kind, is_reader, program })
+    }
+
+    /// Decodes a body written with `writer` (see [`writer_from_text`](Self::writer_from_text)).
+    pub fn decode_with(&self, writer: &Writer, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
+        match &writer.program {
+            Some(program) => program.decode(schema_id, body),
+            None => self.generic(writer, schema_id, body),
+        }
+    }
+
     /// The id of the current (reader) schema of `kind`.
     pub fn reader_id(&self, kind: EventKind) -> u32 {
         self.readers[kind as usize].0
@@ -166,10 +193,7 @@ impl SchemaStore {
     /// compiled for that schema, else with apache-avro.
     pub fn decode_body(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
         let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
-        match &writer.program {
-            Some(program) => program.decode(schema_id, body),
-            None => self.decode_body_generic(schema_id, body),
-        }
+        self.decode_with(writer, schema_id, body)
     }
 
     /// Whether records of `schema_id` take the direct reader.
@@ -181,6 +205,10 @@ impl SchemaStore {
     /// schema resolution: the reference the direct reader is checked against.
     pub fn decode_body_generic(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
         let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+        self.generic(writer, schema_id, body)
+    }
+
+    fn generic(&self, writer: &Writer, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
         let reader_schema = if writer.is_reader { None } else { Some(&self.readers[writer.kind as usize].1) };
         let mut cursor = body;
         let value = apache_avro::from_avro_datum(&writer.schema, &mut cursor, reader_schema)

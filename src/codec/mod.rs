@@ -15,6 +15,7 @@ pub mod avro;
 pub mod direct;
 pub mod fields;
 pub mod json;
+pub mod registry;
 pub mod wire;
 
 use crate::event::Event;
@@ -30,6 +31,8 @@ pub enum DecodeError {
     BadMagic(u8),
     #[error("schema id {0} is not known; add its writer schema to the schema directory's ids.toml")]
     UnknownSchemaId(u32),
+    #[error("{message}")]
+    Registry { schema_id: u32, reason: &'static str, message: String },
     #[error("Avro body does not match writer schema {schema_id}: {message}")]
     Avro { schema_id: u32, message: String },
     #[error("{extra} bytes left after the Avro body of schema {schema_id}; wrong schema id?")]
@@ -51,6 +54,7 @@ impl DecodeError {
             DecodeError::Truncated { .. } => "truncated",
             DecodeError::BadMagic(_) => "bad_magic",
             DecodeError::UnknownSchemaId(_) => "unknown_schema_id",
+            DecodeError::Registry { reason, .. } => reason,
             DecodeError::Avro { .. } => "avro_body",
             DecodeError::TrailingBytes { .. } => "trailing_bytes",
             DecodeError::MissingField { .. } => "missing_field",
@@ -68,6 +72,8 @@ impl DecodeError {
     /// Every label [`reason`](Self::reason) can return, so counters can be
     /// registered before the first error.
     pub const REASONS: &'static [&'static str] = &[
+        "schema_registry_unavailable",
+        "unusable_schema",
         "truncated",
         "bad_magic",
         "unknown_schema_id",

@@ -126,6 +126,19 @@ impl Config {
             return Err(invalid("engine.idle_timeout", "0s", "must be positive", "use e.g. \"30s\""));
         }
         self.validate_rules()?;
+        let sr = &self.schemas;
+        check_sink_url("schemas.registry_url", &sr.registry_url, "http://schema-registry:8081")?;
+        if !sr.registry_url.is_empty() && !(1..=20).contains(&sr.registry_attempts) {
+            return Err(invalid(
+                "schemas.registry_attempts",
+                sr.registry_attempts,
+                "must be between 1 and 20",
+                "use e.g. registry_attempts = 5",
+            ));
+        }
+        if !sr.registry_url.is_empty() && sr.registry_timeout.is_zero() {
+            return Err(invalid("schemas.registry_timeout", "0s", "must be positive", "use e.g. \"5s\""));
+        }
         let w = &self.webhook;
         check_sink_url("webhook.url", &w.url, "https://hooks.example.com/peakguard")?;
         if !w.url.is_empty() && (w.attempts == 0 || w.timeout.is_zero()) {

@@ -98,6 +98,8 @@ pub enum SourceError {
         "config field `kafka.topics`: the topics are not co-partitioned ({counts}); a shop's state follows partition i of every topic to one worker, which needs the same partition count everywhere. Fix: give every topic {most} partitions (kafka-topics.sh --alter --partitions {most}) before producers write to the new partitions, keyed by shop_id"
     )]
     NotCoPartitioned { counts: String, most: usize },
+    #[error("{0}; check [schemas] registry_url")]
+    Registry(String),
 }
 
 /// librdkafka client settings shared by the consumer and producers.
@@ -156,6 +158,8 @@ struct Worker<'a> {
     hold: bool,
     /// `None` when checkpoints are off.
     checkpointer: Option<Checkpointer>,
+    /// Writer schemas the local store lacks; `None` without a registry.
+    registry: Option<codec::registry::Registry>,
 }
 
 /// Runs one worker until `shutdown` is cancelled (or, with
@@ -174,6 +178,10 @@ pub fn run_worker(
     if checkpointer.is_none() {
         warn!("checkpoints are off ([checkpoint] dir and topic are empty): a restart rebuilds windows from the committed offsets on");
     }
+    let registry = match cfg.schemas.registry() {
+        Some(r) => Some(codec::registry::Registry::new(r).map_err(SourceError::Registry)?),
+        None => None,
+    };
     let mut cc = client_config(cfg);
     cc.set("group.id", &cfg.kafka.group_id)
         // With checkpoints, offsets are committed with each checkpoint only.
@@ -214,6 +222,7 @@ pub fn run_worker(
         started: Instant::now(),
         hold: opts.hold_during_catch_up,
         checkpointer,
+        registry,
     };
     if opts.restore_alerts && !cfg.kafka.alerts_topic.is_empty() {
         match super::restore::read_alerts(cfg, Duration::from_secs(15)) {
@@ -400,7 +409,7 @@ impl Worker<'_> {
             _ => unreachable!("registered above"),
         };
         let payload = msg.payload().unwrap_or(&[]);
-        match codec::decode(self.store, payload) {
+        match self.decode(payload) {
             Ok(event) => {
                 let fold = self.pipeline.ingest(source, &event, self.proc_now());
                 counters.inc(event.kind(), fold);
@@ -443,6 +452,21 @@ impl Worker<'_> {
         }
         if let Err(e) = consumer.store_offset_from_message(msg) {
             debug!(error = %e, "offset store failed (partition revoked?)");
+        }
+    }
+
+    /// Decodes with the local schema store, and, for a schema id it does not
+    /// know, with the writer schema from the registry (when configured).
+    fn decode(&mut self, payload: &[u8]) -> Result<crate::event::Event, codec::DecodeError> {
+        match codec::decode(self.store, payload) {
+            Err(codec::DecodeError::UnknownSchemaId(id)) => match &mut self.registry {
+                Some(registry) => {
+                    let (_, body) = codec::wire::split(payload)?;
+                    registry.decode(self.store, id, body)
+                }
+                None => Err(codec::DecodeError::UnknownSchemaId(id)),
+            },
+            other => other,
         }
     }
 
