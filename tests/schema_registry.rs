@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use common::*;
 
 const USER: &str = "key";
-const PASSWORD: &str = "secret";
+const PASSWORD: &str = "hunter2-pw";
 /// Fails twice with 503 before answering.
 const FLAKY: u32 = 500;
 
@@ -53,8 +53,8 @@ async fn schema_by_id(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value>)> {
     *s.requests.lock().unwrap().entry(id).or_default() += 1;
-    // base64("key:secret")
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Basic a2V5OnNlY3JldA==") {
+    // base64("key:hunter2-pw")
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Basic a2V5Omh1bnRlcjItcHc=") {
         return Err((
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({"error_code": 401, "message": "Unauthorized"})),

@@ -205,3 +205,17 @@ fn phase_checks() {
     let err = parse(&two).unwrap_err().to_string();
     assert!(err.contains("phases[1].start") && err.contains("overlaps phase `p`"), "{err}");
 }
+
+#[test]
+fn schema_registry_settings_are_checked_and_the_password_redacted() {
+    let err = parse("[schemas]\nregistry_url = \"schema-registry:8081\"\n").unwrap_err().to_string();
+    assert!(err.contains("schemas.registry_url") && err.contains("http://schema-registry:8081"), "{err}");
+    let err = parse("[schemas]\nregistry_url = \"http://sr:8081\"\nregistry_attempts = 0\n").unwrap_err().to_string();
+    assert!(err.contains("schemas.registry_attempts"), "{err}");
+    let cfg = parse("[schemas]\nregistry_url = \"https://sr.example.com\"\nregistry_username = \"key\"\nregistry_password = \"hunter2\"\n").unwrap();
+    let dump = format!("{cfg:?}");
+    assert!(!dump.contains("hunter2") && dump.contains("<redacted>"), "{dump}");
+    let r = cfg.schemas.registry().expect("registry configured");
+    assert_eq!((r.url.as_str(), r.password.as_str(), r.attempts), ("https://sr.example.com", "hunter2", 5));
+    assert!(parse("").unwrap().schemas.registry().is_none());
+}
