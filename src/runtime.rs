@@ -31,6 +31,8 @@ pub enum RunError {
     Webhook(String),
     #[error("the worker thread panicked")]
     WorkerPanicked,
+    #[error("the repartition stage stopped: {0}; its last batch is read again on restart")]
+    Repartition(rdkafka::error::KafkaError),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -125,6 +127,34 @@ pub async fn run(
         tracing::error!(?drain, "shutdown did not finish within shutdown.drain_timeout; exiting without it");
         std::process::exit(3);
     });
+    // The repartition stage: before the worker in a catch-up run (so the
+    // worker finds every re-keyed record), beside it otherwise. A failure
+    // stops the whole run: a stalled stage would silently starve windows.
+    let mut stage = None;
+    if !cfg.kafka.repartition.is_empty() {
+        let (cfg, store, metrics, token) = (cfg.clone(), store.clone(), metrics.clone(), shutdown.clone());
+        let catch_up = worker_opts.exit_when_caught_up;
+        let handle = std::thread::Builder::new()
+            .name("peakguard-repartition".into())
+            .spawn(move || {
+                let result = crate::source::repartition::run(&cfg, &store, &metrics, &token, catch_up);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "repartition stage failed; stopping");
+                    token.cancel();
+                }
+                result
+            })
+            .map_err(|_| RunError::WorkerPanicked)?;
+        if catch_up {
+            let result = tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|_| RunError::WorkerPanicked)?
+                .map_err(|_| RunError::WorkerPanicked)?;
+            result.map_err(RunError::Repartition)?;
+        } else {
+            stage = Some(handle);
+        }
+    }
     let (done_tx, done_rx) = oneshot::channel();
     let worker_metrics = metrics.clone();
     let worker_view = view.clone();
@@ -139,6 +169,13 @@ pub async fn run(
     watchdog.abort();
     reload_stop.cancel();
     let report = report??;
+    if let Some(handle) = stage {
+        let result = tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .map_err(|_| RunError::WorkerPanicked)?
+            .map_err(|_| RunError::WorkerPanicked)?;
+        result.map_err(RunError::Repartition)?;
+    }
     // The worker dropped its sender: the sink task drains what is queued and ends.
     let _ = sink_task.await;
     http_stop.cancel();

@@ -128,6 +128,29 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*), passed as-is.
     pub properties: BTreeMap<String, String>,
+    /// Topics keyed by something other than the shop id, re-keyed by shop
+    /// into one of `topics` (see [`crate::source::repartition`]).
+    pub repartition: Vec<Repartition>,
+}
+
+/// `[[kafka.repartition]]`: read `source` (keyed otherwise, e.g. by order
+/// id), write each record unchanged to `target`, keyed by its shop id.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repartition {
+    pub source: String,
+    /// One of `kafka.topics`.
+    pub target: String,
+    /// librdkafka partitioner for `target`: the one the producers of the other
+    /// event topics use, so that a shop lands on the same partition number
+    /// everywhere. Java clients: `murmur2_random`; librdkafka clients:
+    /// `consistent_random`.
+    #[serde(default = "default_partitioner")]
+    pub partitioner: String,
+}
+
+fn default_partitioner() -> String {
+    "murmur2_random".into()
 }
 
 impl Default for KafkaConfig {
@@ -142,6 +165,7 @@ impl Default for KafkaConfig {
             alerts_topic: "peakguard.alerts".into(),
             dead_letter_topic: "peakguard.dead-letter".into(),
             properties: BTreeMap::new(),
+            repartition: Vec::new(),
         }
     }
 }
@@ -166,6 +190,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("alerts_topic", &self.alerts_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("properties", &props)
+            .field("repartition", &self.repartition)
             .finish()
     }
 }

@@ -219,3 +219,24 @@ fn schema_registry_settings_are_checked_and_the_password_redacted() {
     assert_eq!((r.url.as_str(), r.password.as_str(), r.attempts), ("https://sr.example.com", "hunter2", 5));
     assert!(parse("").unwrap().schemas.registry().is_none());
 }
+
+#[test]
+fn repartition_routes_are_checked() {
+    let base = "[kafka]\ntopics = [\"orders\", \"refunds\"]\n";
+    let ok =
+        parse(&format!("{base}[[kafka.repartition]]\nsource = \"refunds-by-order\"\ntarget = \"refunds\"\n")).unwrap();
+    assert_eq!(ok.kafka.repartition[0].partitioner, "murmur2_random");
+    let err =
+        parse(&format!("{base}[[kafka.repartition]]\nsource = \"x\"\ntarget = \"nope\"\n")).unwrap_err().to_string();
+    assert!(err.contains("kafka.repartition[0].target") && err.contains("kafka.topics"), "{err}");
+    let err = parse(&format!("{base}[[kafka.repartition]]\nsource = \"orders\"\ntarget = \"refunds\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kafka.repartition[0].source"), "{err}");
+    let err = parse(&format!(
+        "{base}[[kafka.repartition]]\nsource = \"x\"\ntarget = \"refunds\"\npartitioner = \"random\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("partitioner") && err.contains("murmur2_random"), "{err}");
+}

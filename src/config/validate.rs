@@ -35,6 +35,34 @@ impl Config {
                 return Err(invalid(format!("kafka.topics[{i}]"), t, "empty or listed twice", "list each topic once"));
             }
         }
+        const PARTITIONERS: &[&str] =
+            &["murmur2_random", "murmur2", "consistent_random", "consistent", "fnv1a_random", "fnv1a"];
+        for (i, r) in k.repartition.iter().enumerate() {
+            if !k.topics.contains(&r.target) {
+                return Err(invalid(
+                    format!("kafka.repartition[{i}].target"),
+                    &r.target,
+                    "not one of kafka.topics",
+                    "add it to kafka.topics (it is read like any event topic)",
+                ));
+            }
+            if r.source.is_empty() || k.topics.contains(&r.source) || r.source == r.target {
+                return Err(invalid(
+                    format!("kafka.repartition[{i}].source"),
+                    &r.source,
+                    "empty, or one of kafka.topics",
+                    "name the topic keyed otherwise; only its re-keyed copy (target) belongs in kafka.topics",
+                ));
+            }
+            if !PARTITIONERS.contains(&r.partitioner.as_str()) {
+                return Err(invalid(
+                    format!("kafka.repartition[{i}].partitioner"),
+                    &r.partitioner,
+                    "not a librdkafka partitioner",
+                    "use murmur2_random (Java producers) or consistent_random (librdkafka producers)",
+                ));
+            }
+        }
         for key in k.properties.keys() {
             if let Some((_, instead)) = RESERVED_PROPERTIES.iter().find(|(r, _)| r == key) {
                 return Err(invalid(

@@ -62,6 +62,9 @@ pub struct Metrics {
     /// transaction markers make gaps; anything else is data the broker did
     /// not deliver.
     pub offset_gaps: IntCounterVec,
+    /// `peakguard_repartitioned_records_total{target}`: records re-keyed by
+    /// shop by the repartition stage.
+    pub repartitioned: IntCounterVec,
     /// `peakguard_event_latency_seconds`: producer timestamp -> folded.
     pub event_latency: Histogram,
     /// `peakguard_business_rate`, `peakguard_business_denominator` and
@@ -183,6 +186,12 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
+        let repartitioned = IntCounterVec::new(
+            Opts::new("peakguard_repartitioned_records_total", "Records re-keyed by shop into a target topic"),
+            &["target"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(repartitioned.clone())).expect("unique metric");
         let event_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "peakguard_event_latency_seconds",
@@ -279,6 +288,7 @@ impl Metrics {
             partitions,
             records,
             offset_gaps,
+            repartitioned,
             event_latency,
             scopes_text: RwLock::default(),
             top_text: RwLock::default(),

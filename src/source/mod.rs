@@ -5,10 +5,12 @@
 //! * [`replay`]: a recorded NDJSON file through the same pipeline.
 //! * [`restore`]: the alerts topic read back at start (no double pages).
 //! * [`limiter`]: rate-limited logging of bad input.
+//! * [`repartition`]: topics keyed otherwise, re-keyed by shop.
 
 pub mod dead_letter;
 pub mod kafka;
 pub mod limiter;
+pub mod repartition;
 pub mod replay;
 pub mod restore;
 
