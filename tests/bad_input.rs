@@ -12,15 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peakguard::codec::{wire, SchemaStore};
-use peakguard::config::Config;
 use peakguard::event::EventKind;
-use peakguard::runtime::{self, RunOptions};
-use peakguard::source::WorkerOptions;
 use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tokio_util::sync::CancellationToken;
 
 use common::*;
 
@@ -92,22 +88,8 @@ async fn bad_records_are_dead_lettered_and_every_record_is_accounted_for() {
     }
     let sent: HashMap<&str, &[u8]> = recs.iter().map(|(_, k, b)| (k.as_str(), b.as_slice())).collect();
 
-    let mut cfg = Config::with_defaults();
-    cfg.kafka.brokers = cluster.bootstrap_servers();
-    cfg.kafka.group_id = "it-bad-input".into();
-    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
-    cfg.kafka.alerts_topic = ALERTS.into();
-    cfg.kafka.dead_letter_topic = DLQ.into();
-    cfg.validate().expect("valid config");
-    let opts = RunOptions {
-        worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() },
-        ..RunOptions::default()
-    };
-    let summary =
-        tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
-            .await
-            .expect("the worker catches up and stops within 90 s")
-            .expect("run succeeds");
+    let cfg = cluster_config(&cluster.bootstrap_servers(), "it-bad-input");
+    let summary = run_to_end(cfg, store).await;
 
     let r = &summary.report;
     let s = &r.stats;

@@ -8,13 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peakguard::codec::{wire, SchemaStore};
-use peakguard::config::Config;
-use peakguard::runtime::{self, RunOptions};
-use peakguard::source::WorkerOptions;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tokio_util::sync::CancellationToken;
 
 use common::*;
 
@@ -61,22 +57,8 @@ async fn spiking_shop_alerts_once_healthy_and_tiny_shops_do_not() {
             .expect("produce");
     }
 
-    let mut cfg = Config::with_defaults();
-    cfg.kafka.brokers = cluster.bootstrap_servers();
-    cfg.kafka.group_id = "it-spike".into();
-    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
-    cfg.kafka.alerts_topic = ALERTS.into();
-    cfg.kafka.dead_letter_topic = DLQ.into();
-    cfg.validate().expect("valid config");
-    let opts = RunOptions {
-        worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() },
-        ..RunOptions::default()
-    };
-    let summary =
-        tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
-            .await
-            .expect("the worker catches up and stops within 90 s")
-            .expect("run succeeds");
+    let cfg = cluster_config(&cluster.bootstrap_servers(), "it-spike");
+    let summary = run_to_end(cfg, store).await;
 
     let r = &summary.report;
     assert_eq!(r.records, events.len() as u64 + 2, "every record read");

@@ -10,14 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peakguard::codec::SchemaStore;
-use peakguard::config::{Config, Repartition};
-use peakguard::runtime::{self, RunOptions};
-use peakguard::source::WorkerOptions;
+use peakguard::config::Repartition;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 
 use common::*;
 
@@ -83,25 +80,11 @@ async fn records_keyed_by_order_are_rekeyed_by_shop_and_folded() {
         .await
         .unwrap();
 
-    let mut cfg = Config::with_defaults();
-    cfg.kafka.brokers = brokers.clone();
-    cfg.kafka.group_id = "it-repartition".into();
-    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
-    cfg.kafka.alerts_topic = ALERTS.into();
-    cfg.kafka.dead_letter_topic = DLQ.into();
+    let mut cfg = cluster_config(&brokers, "it-repartition");
     // The test's producers are librdkafka clients: their partitioner.
     cfg.kafka.repartition =
         vec![Repartition { source: BY_ORDER.into(), target: REFUNDS.into(), partitioner: "consistent_random".into() }];
-    cfg.validate().expect("valid config");
-    let opts = RunOptions {
-        worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() },
-        ..RunOptions::default()
-    };
-    let summary =
-        tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
-            .await
-            .expect("catches up within 90 s")
-            .expect("run succeeds");
+    let summary = run_to_end(cfg, store).await;
 
     let r = &summary.report;
     assert_eq!(r.stats.folded, orders_sent.len() as u64 + refunds, "every order and re-keyed refund folded");

@@ -24,14 +24,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use peakguard::codec::registry::{Registry, RegistryConfig};
 use peakguard::codec::{wire, SchemaStore};
-use peakguard::config::Config;
 use peakguard::event::{EventBody, Reason};
-use peakguard::runtime::{self, RunOptions};
-use peakguard::source::WorkerOptions;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tokio_util::sync::CancellationToken;
 
 use common::*;
 
@@ -212,26 +208,12 @@ async fn the_worker_decodes_records_of_registry_schemas() {
         sent += 1;
     }
 
-    let mut cfg = Config::with_defaults();
-    cfg.kafka.brokers = cluster.bootstrap_servers();
-    cfg.kafka.group_id = "it-registry".into();
-    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
-    cfg.kafka.alerts_topic = ALERTS.into();
-    cfg.kafka.dead_letter_topic = DLQ.into();
+    let mut cfg = cluster_config(&cluster.bootstrap_servers(), "it-registry");
     cfg.schemas.registry_url = url;
     cfg.schemas.registry_username = USER.into();
     cfg.schemas.registry_password = PASSWORD.into();
-    cfg.validate().expect("valid config");
     assert!(!format!("{cfg:?}").contains(PASSWORD), "the registry password is redacted");
-    let opts = RunOptions {
-        worker: WorkerOptions { exit_when_caught_up: true, ..Default::default() },
-        ..RunOptions::default()
-    };
-    let summary =
-        tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, CancellationToken::new(), opts, None))
-            .await
-            .expect("the worker catches up within 90 s")
-            .expect("run succeeds");
+    let summary = run_to_end(cfg, store).await;
     let r = &summary.report;
     assert_eq!(r.records, events.len() as u64 + sent);
     assert_eq!(r.stats.folded, events.len() as u64 + sent - 1, "every registry-schema refund folded");

@@ -15,6 +15,7 @@ use crate::rules::{stats, Calendar, Confirm, Metric, RateRule, RuleBook, Spike};
 use rules::phase;
 pub use rules::{parse_time, PhaseConfig, RuleConfig, RulesFile, DEFAULT_BASELINE_RATIO};
 pub use runtime::{CheckpointConfig, ShutdownConfig};
+pub use schemas::SchemasConfig;
 
 /// A configuration problem, reported at start.
 #[derive(Debug, thiserror::Error)]
@@ -191,64 +192,6 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("properties", &props)
             .field("repartition", &self.repartition)
-            .finish()
-    }
-}
-
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchemasConfig {
-    /// Directory with `ids.toml` and the `.avsc` files; the built-in copy of
-    /// `schemas/` when absent. Its `<kind>.avsc` files are the reader schemas.
-    pub dir: Option<PathBuf>,
-    /// Confluent Schema Registry base URL: writer schemas of ids the
-    /// directory does not list are fetched from it. Empty: directory only.
-    pub registry_url: String,
-    /// HTTP basic auth for the registry (Confluent Cloud: API key / secret).
-    pub registry_username: String,
-    pub registry_password: String,
-    #[serde(with = "humantime_serde")]
-    pub registry_timeout: Duration,
-    /// Tries per schema id before its records are dead-lettered as
-    /// `schema_registry_unavailable`.
-    pub registry_attempts: u32,
-}
-
-impl Default for SchemasConfig {
-    fn default() -> Self {
-        SchemasConfig {
-            dir: None,
-            registry_url: String::new(),
-            registry_username: String::new(),
-            registry_password: String::new(),
-            registry_timeout: Duration::from_secs(5),
-            registry_attempts: 5,
-        }
-    }
-}
-
-impl SchemasConfig {
-    /// The registry client's settings; `None` without a URL.
-    pub fn registry(&self) -> Option<crate::codec::registry::RegistryConfig> {
-        (!self.registry_url.is_empty()).then(|| crate::codec::registry::RegistryConfig {
-            url: self.registry_url.clone(),
-            username: self.registry_username.clone(),
-            password: self.registry_password.clone(),
-            timeout: self.registry_timeout,
-            attempts: self.registry_attempts,
-        })
-    }
-}
-
-impl std::fmt::Debug for SchemasConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemasConfig")
-            .field("dir", &self.dir)
-            .field("registry_url", &self.registry_url)
-            .field("registry_username", &self.registry_username)
-            .field("registry_password", &if self.registry_password.is_empty() { "" } else { "<redacted>" })
-            .field("registry_timeout", &self.registry_timeout)
-            .field("registry_attempts", &self.registry_attempts)
             .finish()
     }
 }
@@ -525,6 +468,7 @@ impl Config {
 
 mod rules;
 mod runtime;
+mod schemas;
 mod validate;
 mod validate_rules;
 

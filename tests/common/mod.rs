@@ -116,3 +116,34 @@ pub async fn produce(brokers: &str, store: &peakguard::codec::SchemaStore, event
             .expect("produce");
     }
 }
+
+/// A config for the in-process cluster at `brokers`: [`ORDERS`] and
+/// [`REFUNDS`], alerts to [`ALERTS`], dead letters to [`DLQ`]; defaults
+/// otherwise.
+pub fn cluster_config(brokers: &str, group: &str) -> peakguard::config::Config {
+    let mut cfg = peakguard::config::Config::with_defaults();
+    cfg.kafka.brokers = brokers.to_string();
+    cfg.kafka.group_id = group.to_string();
+    cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
+    cfg.kafka.alerts_topic = ALERTS.into();
+    cfg.kafka.dead_letter_topic = DLQ.into();
+    cfg
+}
+
+/// Runs `cfg` until every partition is read to its end (90 s at most).
+pub async fn run_to_end(
+    cfg: peakguard::config::Config,
+    store: std::sync::Arc<peakguard::codec::SchemaStore>,
+) -> peakguard::runtime::RunSummary {
+    use peakguard::runtime::{self, RunOptions};
+    cfg.validate().expect("valid config");
+    let opts = RunOptions {
+        worker: peakguard::source::WorkerOptions { exit_when_caught_up: true, ..Default::default() },
+        ..RunOptions::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::time::timeout(Duration::from_secs(90), runtime::run(cfg, store, stop, opts, None))
+        .await
+        .expect("the worker catches up and stops within 90 s")
+        .expect("run succeeds")
+}

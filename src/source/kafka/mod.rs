@@ -12,6 +12,7 @@
 //! count, go to the dead-letter topic with their reason in headers.
 
 mod checkpoints;
+mod client;
 mod partitions;
 mod topics;
 
@@ -23,12 +24,13 @@ use hdrhistogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::checkpoints::Checkpointer;
+pub use self::client::{client_config, producer_config};
 use self::partitions::{RebalanceLog, SourceState};
 use super::dead_letter::DeadLetters;
 use super::limiter::LogLimiter;
@@ -100,43 +102,6 @@ pub enum SourceError {
     NotCoPartitioned { counts: String, most: usize },
     #[error("{0}; check [schemas] registry_url")]
     Registry(String),
-}
-
-/// librdkafka client settings shared by the consumer and producers.
-pub fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in &cfg.kafka.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-/// Consumer-group settings a producer or admin client would only warn about.
-const CONSUMER_ONLY: &[&str] = &[
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "group.instance.id",
-    "group.protocol",
-    "auto.offset.reset",
-    "isolation.level",
-    "fetch.min.bytes",
-    "fetch.max.bytes",
-    "fetch.wait.max.ms",
-    "max.partition.fetch.bytes",
-    "queued.min.messages",
-    "queued.max.messages.kbytes",
-];
-
-/// [`client_config`] without consumer-only properties, for producers.
-pub fn producer_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in cfg.kafka.properties.iter().filter(|(k, _)| !CONSUMER_ONLY.contains(&k.as_str())) {
-        c.set(k, v);
-    }
-    c
 }
 
 struct Worker<'a> {
