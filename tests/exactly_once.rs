@@ -178,7 +178,33 @@ listen = "127.0.0.1:0"
     path
 }
 
-fn spawn(config: &Path, log: &Path, exit_when_caught_up: bool) -> Child {
+/// A `peakguard run` child, killed when dropped: a failing test must not
+/// leave processes consuming (and loading the machine for later tests).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(config: &Path, log: &Path, exit_when_caught_up: bool) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peakguard"));
     cmd.args(["--log-format", "json", "run", "--config"]).arg(config);
     if exit_when_caught_up {
@@ -190,6 +216,7 @@ fn spawn(config: &Path, log: &Path, exit_when_caught_up: bool) -> Child {
         .stderr(log)
         .env("RUST_LOG", "info,rdkafka=warn")
         .spawn()
+        .map(Proc)
         .expect("spawn peakguard")
 }
 
