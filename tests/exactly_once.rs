@@ -222,19 +222,34 @@ fn spawn(config: &Path, log: &Path, exit_when_caught_up: bool) -> Proc {
 
 /// Runs one process to the end of every partition.
 fn finish(config: &Path, log: &Path) {
-    let mut child = spawn(config, log, true);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "final run failed ({status}); see {}", log.display());
-            return;
+    // Tansu may still count a SIGKILLed member when the final run joins and
+    // give it every partition, leaving the final run an empty assignment
+    // until some later join. Such a run is stopped and started again.
+    for _attempt in 0..4 {
+        let assigned_before = count_in(log, "partitions assigned");
+        let mut child = spawn(config, log, true);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut empty_since: Option<Instant> = None;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(status.success(), "final run failed ({status}); see {}", log.display());
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("final run did not catch up within 10 min; see {}", log.display());
+            }
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let last = text.lines().filter(|l| l.contains("partitions assigned")).skip(assigned_before).last();
+            let empty = last.is_some_and(|l| l.contains(r#""partitions":"[]""#));
+            empty_since = if empty { empty_since.or(Some(Instant::now())) } else { None };
+            if empty_since.is_some_and(|t| t.elapsed() > Duration::from_secs(15)) {
+                eprintln!("final run got no partitions for 15 s (a dead member still holds them); joining again");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("final run did not catch up within 10 min; see {}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
+    panic!("final run never got partitions; see {}", log.display());
 }
 
 /// The engine that folded the whole stream once, partition by partition in
