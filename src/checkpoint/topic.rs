@@ -147,14 +147,6 @@ impl TopicStore {
         TopicError::Kafka { topic: self.topic.clone(), cause: cause.to_string() }
     }
 
-    /// Writes the encoded checkpoint ([`Checkpoint::encode`]) of
-    /// `partition` and waits until every record of it is acknowledged.
-    pub fn write(&mut self, partition: i32, bytes: &[u8]) -> Result<usize, TopicError> {
-        let staged = self.stage(partition, bytes)?;
-        self.publish(vec![staged])?;
-        Ok(bytes.len())
-    }
-
     /// Sends the chunks of `partition`'s checkpoint without waiting; it takes
     /// effect once [`publish`](Self::publish)ed. Staging every partition of a
     /// round and publishing them together waits for the broker twice per
