@@ -1,4 +1,4 @@
-//! The command line: `demo`, `run`, `replay`, `generate`, `check`, `rules check`.
+//! The command line: `demo`, `run`, `replay`, `generate`, `bench`, `check`, `rules check`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,6 +82,39 @@ pub enum Command {
         #[command(flatten)]
         traffic: TrafficArgs,
     },
+    /// Measure the processor end to end: the whole hot path in-process
+    /// (events/s, resident memory and bytes per shop, latency from arrival
+    /// to fold and to alert at a fraction of the maximum rate) and, with
+    /// --broker, the rate against a broker next to a raw consume loop's.
+    Bench {
+        /// Read this recorded file (NDJSON or Avro container) instead of
+        /// generating traffic.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        /// Engine and rules; the defaults when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        traffic: BenchTraffic,
+        /// Records per batch (rules tick after each, as the worker does after
+        /// each poll batch).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Offered load of the latency run, as a fraction of the measured
+        /// maximum rate.
+        #[arg(long, default_value_t = 0.8)]
+        load: f64,
+        /// Also run against a broker: the in-process cluster, or --brokers.
+        #[arg(long)]
+        broker: bool,
+        /// bootstrap.servers of a real cluster for --broker (topics named
+        /// peakguard-bench-* are created).
+        #[arg(long, requires = "broker")]
+        brokers: Option<String>,
+        /// Partitions per event topic for --broker.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
+    },
     /// Validate a config file and print the settings in force (secrets redacted).
     Check {
         #[arg(long, short)]
@@ -135,5 +168,34 @@ impl TrafficArgs {
             seed: self.seed,
             ..GeneratorConfig::default()
         }
+    }
+}
+
+/// The synthetic traffic of `bench`: the peak-sale generator, sized for 1M shops.
+#[derive(Args, Debug, Clone)]
+pub struct BenchTraffic {
+    /// Simulated time covered (from 23:40 Beijing time on Double 11 eve).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sim_duration: Duration,
+    /// Number of shops (Zipf popularity: most see a few events).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub shops: u32,
+    /// Orders paid per simulated second before the midnight surge.
+    #[arg(long, default_value_t = 200.0)]
+    pub orders_per_sec: f64,
+    /// Random seed of the traffic.
+    #[arg(long, default_value_t = 1111)]
+    pub seed: u64,
+}
+
+impl BenchTraffic {
+    pub fn generator_config(&self) -> GeneratorConfig {
+        TrafficArgs {
+            sim_duration: self.sim_duration,
+            shops: self.shops,
+            orders_per_sec: self.orders_per_sec,
+            seed: self.seed,
+        }
+        .generator_config()
     }
 }

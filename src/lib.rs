@@ -28,7 +28,9 @@
 //! * [`generator`]: synthetic peak-sale traffic with an injected incident.
 //! * [`demo`]: the one-command demo on librdkafka's in-process cluster.
 //! * [`runtime`]: wires a worker, sinks and HTTP together for `run` and `demo`.
+//! * [`bench`]: `peakguard bench`, the end-to-end figures (events/s, latency, memory, broker ratio).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod codec;

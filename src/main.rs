@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use peakguard::bench;
 use peakguard::cli::{Cli, Command, LogFormat, RulesAction};
 use peakguard::codec::SchemaStore;
 use peakguard::config::Config;
@@ -153,6 +154,25 @@ async fn run() -> anyhow::Result<()> {
                 r.decode_errors,
                 summary.alerts.len()
             );
+        }
+        Command::Bench { input, config, traffic, batch, load, broker, brokers, partitions } => {
+            let cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::with_defaults(),
+            };
+            let opts = bench::BenchOptions {
+                workload: match input {
+                    Some(path) => bench::Workload::File(path),
+                    None => bench::Workload::Generator(traffic.generator_config()),
+                },
+                batch: batch as usize,
+                load,
+                broker: broker.then_some(brokers),
+                partitions,
+            };
+            let store = load_store(&cfg)?;
+            let text = bench::run(opts, cfg, store).await?;
+            print!("{text}");
         }
         Command::Demo { duration, traffic, partitions, listen } => {
             let generator = traffic.generator_config();

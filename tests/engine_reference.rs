@@ -324,7 +324,9 @@ fn idle_shops_are_evicted_once_their_windows_drain() {
     assert_eq!(engine.fold(src, &make(&later, 1, T0 + 2 * 1440 * MIN), 0), Fold::Folded);
     engine.update_watermark(0);
     // Both shops are pending until their rules have seen them.
-    engine.drain_pending(|_, _, _, _, _| false);
+    for w in 0..engine.config().windows.len() {
+        engine.drain_pending(w, |_, _, _, _, _| false);
+    }
     assert_eq!(engine.evict_idle(), 1, "s0's day-old windows are empty now");
     assert!(engine.shop("s0").is_none() && engine.shop("s2").is_some());
 }

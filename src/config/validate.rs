@@ -82,6 +82,14 @@ impl Config {
                 "define at least one [[engine.windows]] with name, size and step",
             ));
         }
+        if e.windows.len() > crate::engine::MAX_WINDOWS {
+            return Err(invalid(
+                "engine.windows",
+                e.windows.len().to_string(),
+                format!("more than {} windows", crate::engine::MAX_WINDOWS),
+                "drop windows no rule or dashboard reads",
+            ));
+        }
         let mut names = HashSet::new();
         for (i, w) in e.windows.iter().enumerate() {
             let field = format!("engine.windows[{i}]");

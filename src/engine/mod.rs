@@ -74,6 +74,18 @@ impl EngineConfig {
     }
 }
 
+/// The most windows an engine keeps (a shop's pending lists are bits of a `u32`).
+pub const MAX_WINDOWS: usize = 32;
+
+/// The pending bits of every one of `n` windows.
+fn all_windows(n: usize) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
+    }
+}
+
 /// Per-shop state.
 #[derive(Clone, Debug)]
 pub struct ShopState {
@@ -83,6 +95,8 @@ pub struct ShopState {
     scope: ScopeState,
     /// Newest event time folded since the shop's rules last saw all of it.
     pending_until: Option<Millis>,
+    /// Bit `w`: the shop is in window `w`'s pending list.
+    pending_in: u32,
 }
 
 impl ShopState {
@@ -192,7 +206,10 @@ pub struct Engine {
     category_ids: FxHashMap<Box<str>, u32>,
     category_scopes: Vec<ScopeState>,
     platform: Option<ScopeState>,
-    pending: Vec<Box<str>>,
+    /// Per window: shops folded into since that window last evaluated their
+    /// newest bucket. A window drains only its own list when it completes a
+    /// bucket, so a day-long window's backlog is not revisited every minute.
+    pending: Vec<Vec<Box<str>>>,
     watermark: WatermarkTracker,
     /// Shard (partition number) of each source, by `SourceId`; 0 when unset.
     source_shards: Vec<u32>,
@@ -226,6 +243,8 @@ impl Engine {
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
         let bucket_cache = cfg.windows.iter().map(|w| BucketCache::new(w.step_ms)).collect();
         let buckets = vec![(0, 0); cfg.windows.len()];
+        let n_windows = cfg.windows.len();
+        assert!(n_windows <= MAX_WINDOWS, "at most {MAX_WINDOWS} windows (config validation says so)");
         Engine {
             cfg,
             bucket_cache,
@@ -237,7 +256,7 @@ impl Engine {
             category_ids: FxHashMap::default(),
             category_scopes: Vec::new(),
             platform: None,
-            pending: Vec::new(),
+            pending: vec![Vec::new(); n_windows],
             watermark,
             source_shards: Vec::new(),
             dedups: Vec::new(),
@@ -360,13 +379,19 @@ impl Engine {
             Some(s) => s,
             None => {
                 let scope = ScopeState::new(layout, t, false);
-                let state = ShopState { category, shard, scope, pending_until: None };
+                let state = ShopState { category, shard, scope, pending_until: None, pending_in: 0 };
                 self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
             }
         };
         shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
-        if shop.pending_until.is_none() {
-            self.pending.push(event.shop_id.as_str().into());
+        let all = all_windows(self.pending.len());
+        if shop.pending_in != all {
+            for (w, list) in self.pending.iter_mut().enumerate() {
+                if shop.pending_in & (1 << w) == 0 {
+                    list.push(event.shop_id.as_str().into());
+                }
+            }
+            shop.pending_in = all;
         }
         shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
         self.category_scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
@@ -386,13 +411,18 @@ impl Engine {
         id
     }
 
-    /// Visits every shop changed since its rules last saw all of its data. A
-    /// shop stays pending while `visit` returns true for it.
-    /// `visit(shop_id, category name, shop, category, pending_until)`.
-    pub fn drain_pending(&mut self, mut visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool) {
+    /// Visits every shop changed since window `w`'s rules last saw all of
+    /// its data. A shop stays pending for `w` while `visit` returns true for
+    /// it. `visit(shop_id, category name, shop, category, pending_until)`.
+    pub fn drain_pending(
+        &mut self,
+        w: usize,
+        mut visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool,
+    ) {
+        let Some(list) = self.pending.get_mut(w) else { return };
         let mut i = 0;
-        while i < self.pending.len() {
-            let key = &self.pending[i];
+        while i < list.len() {
+            let key = &list[i];
             let keep = match self.shops.get_mut(key) {
                 Some(shop) => {
                     let category = self.categories.get(shop.category as usize).map_or("", |c| c);
@@ -400,7 +430,10 @@ impl Engine {
                     let cat = ScopeView { layout: &self.layout, scope: &self.category_scopes[shop.category as usize] };
                     let keep = visit(key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN));
                     if !keep {
-                        shop.pending_until = None;
+                        shop.pending_in &= !(1 << w);
+                        if shop.pending_in == 0 {
+                            shop.pending_until = None;
+                        }
                     }
                     keep
                 }
@@ -409,9 +442,14 @@ impl Engine {
             if keep {
                 i += 1;
             } else {
-                self.pending.swap_remove(i);
+                list.swap_remove(i);
             }
         }
+    }
+
+    /// Shops pending for window `w` (see [`Engine::drain_pending`]).
+    pub fn pending_len(&self, w: usize) -> usize {
+        self.pending.get(w).map_or(0, Vec::len)
     }
 
     /// Drops shops whose windows are all empty as of the watermark; returns how many.

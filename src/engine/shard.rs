@@ -117,10 +117,15 @@ impl Engine {
             scope.add_into(&self.layout, &mut self.category_scopes[category as usize]);
             let layout = &self.layout;
             scope.add_into(layout, self.platform.get_or_insert_with(|| ScopeState::new(layout, 0, true)));
+            let mut pending_in = 0;
             if shop.pending_until.is_some() {
-                self.pending.push(shop.id.as_str().into());
+                // Every window evaluates a restored shop once more.
+                for list in &mut self.pending {
+                    list.push(shop.id.as_str().into());
+                }
+                pending_in = super::all_windows(self.pending.len());
             }
-            let state = ShopState { category, shard: snap.shard, scope, pending_until: shop.pending_until };
+            let state = ShopState { category, shard: snap.shard, scope, pending_until: shop.pending_until, pending_in };
             replaced |= self.shops.insert(shop.id.into_boxed_str(), state).is_some();
         }
         if replaced {

@@ -250,37 +250,46 @@ impl Pipeline {
         let rules = &mut self.rules;
         let topk = &mut self.topk;
         let track_seen = rules.active_count() > 0;
-        let mut seen: HashSet<Box<str>> = HashSet::new();
-        self.engine.drain_pending(|shop_id, category, shop, cat, newest| {
-            for r in 0..rules.rules().len() {
-                let rule = &rules.rules()[r];
-                let Some((from, end)) = spans[rule.window] else { continue };
-                if rule.scope != Scope::Shop {
-                    continue;
-                }
-                let w = rule.window;
-                for k in from..=end {
-                    let read =
-                        Read::at(&rules.rules()[r], shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
-                    let end_ms = (k + 1) * windows[w].step_ms;
-                    if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
-                        out.push(a);
+        // Per window: shops its rules visited at this tick.
+        let mut seen: Vec<HashSet<Box<str>>> = vec![HashSet::new(); windows.len()];
+        for (w, span) in spans.iter().enumerate() {
+            let Some((from, end)) = *span else { continue };
+            let step_ms = windows[w].step_ms;
+            let seen = &mut seen[w];
+            // Only the shops folded into since this window last read their
+            // newest bucket: its rules read nothing else new.
+            self.engine.drain_pending(w, |shop_id, category, shop, cat, newest| {
+                for r in 0..rules.rules().len() {
+                    let rule = &rules.rules()[r];
+                    if rule.window != w || rule.scope != Scope::Shop {
+                        continue;
+                    }
+                    for k in from..=end {
+                        let rule = &rules.rules()[r];
+                        let read = Read::at(rule, shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
+                        let end_ms = (k + 1) * step_ms;
+                        if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
+                            out.push(a);
+                        }
                     }
                 }
-            }
-            topk.offer(shop_id, shop, ends);
-            if track_seen {
-                seen.insert(shop_id.into());
-            }
-            // Keep the shop pending until every window has evaluated its newest bucket.
-            windows.iter().zip(ends).any(|(win, &end)| bucket_of(newest, win.step_ms) > end)
-        });
+                topk.offer(shop_id, shop, w, end);
+                if track_seen {
+                    seen.insert(shop_id.into());
+                }
+                // Pending for this window until it has evaluated the newest bucket.
+                bucket_of(newest, step_ms) > end
+            });
+        }
         // Pending and firing alerts of shops without new events: their windows
         // drain, and `for` / `keep_firing_for` run out.
         let rules = &self.rules;
         let firing: Vec<(usize, Box<str>)> = rules
             .active()
-            .filter(|(r, s)| rules.rules()[*r].scope == Scope::Shop && !seen.contains(*s))
+            .filter(|(r, s)| {
+                let rule = &rules.rules()[*r];
+                rule.scope == Scope::Shop && !seen[rule.window].contains(*s)
+            })
             .map(|(r, s)| (r, s.into()))
             .collect();
         for (r, shop_id) in firing {

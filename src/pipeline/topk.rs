@@ -93,28 +93,26 @@ impl TopK {
         (den >= self.cfg.min_denominator).then(|| (num, den, stats::wilson_lower_bound(num, den, self.cfg.z)))
     }
 
-    /// Considers `shop` (just visited by the rules) for every list;
-    /// `ends[w]`: the last complete bucket of window `w`.
-    pub fn offer(&mut self, shop_id: &str, view: ScopeView<'_>, ends: &[i64]) {
-        if self.candidates.is_empty() {
+    /// Considers `shop` (just visited by window `w`'s rules) for every list
+    /// of window `w`; `end`: the window's last complete bucket.
+    pub fn offer(&mut self, shop_id: &str, view: ScopeView<'_>, w: usize, end: i64) {
+        if self.candidates.is_empty() || w >= self.windows {
             return;
         }
-        for (w, &end) in ends.iter().enumerate().take(self.windows) {
-            let counts = view.read(w, end);
-            for (m, metric) in self.cfg.metrics.iter().enumerate() {
-                let list = m * self.windows + w;
-                let (num, den) = metric.ratio(&counts);
-                if den < self.cfg.min_denominator || num == 0 {
-                    continue;
-                }
-                let bound = stats::wilson_lower_bound(num, den, self.cfg.z);
-                let cands = &mut self.candidates[list];
-                if bound > self.floor[list] || cands.contains_key(shop_id) || cands.len() < 2 * self.cfg.k {
-                    cands.insert(shop_id.into(), bound);
-                }
-                if cands.len() > 16 * self.cfg.k {
-                    self.floor[list] = trim(cands, self.cfg.k);
-                }
+        let counts = view.read(w, end);
+        for (m, metric) in self.cfg.metrics.iter().enumerate() {
+            let list = m * self.windows + w;
+            let (num, den) = metric.ratio(&counts);
+            if den < self.cfg.min_denominator || num == 0 {
+                continue;
+            }
+            let bound = stats::wilson_lower_bound(num, den, self.cfg.z);
+            let cands = &mut self.candidates[list];
+            if bound > self.floor[list] || cands.contains_key(shop_id) || cands.len() < 2 * self.cfg.k {
+                cands.insert(shop_id.into(), bound);
+            }
+            if cands.len() > 16 * self.cfg.k {
+                self.floor[list] = trim(cands, self.cfg.k);
             }
         }
     }

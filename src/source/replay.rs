@@ -41,27 +41,33 @@ pub struct ReplayReport {
 const OCF_MAGIC: &[u8] = b"Obj\x01";
 
 /// One record of the input: `None` for a line to skip (blank, comment).
-type Record = Option<Result<crate::event::Event, crate::codec::DecodeError>>;
+pub type Record = Option<Result<crate::event::Event, crate::codec::DecodeError>>;
 
 /// Replays `input` (NDJSON or an Avro container file) with the engine and rules of `cfg`.
-pub fn replay(mut input: impl BufRead, cfg: &Config, tick_every: usize) -> std::io::Result<ReplayReport> {
+pub fn replay(input: impl BufRead + 'static, cfg: &Config, tick_every: usize) -> std::io::Result<ReplayReport> {
+    replay_records(records(input)?, cfg, tick_every)
+}
+
+/// The records of `input` (NDJSON or an Avro container file, told apart by
+/// its first bytes), decoded; `None` for a line to skip (blank, comment).
+pub fn records(
+    mut input: impl BufRead + 'static,
+) -> std::io::Result<Box<dyn Iterator<Item = std::io::Result<Record>>>> {
     if input.fill_buf()?.starts_with(OCF_MAGIC) {
         let reader = apache_avro::Reader::new(input).map_err(std::io::Error::other)?;
         let schema = reader.writer_schema().clone();
-        let records = reader.map(move |v| {
+        return Ok(Box::new(reader.map(move |v| {
             Ok(Some(
                 v.map_err(|e| DecodeError::Avro { schema_id: 0, message: e.to_string() })
                     .and_then(|v| from_container(&schema, v)),
             ))
-        });
-        return replay_records(records, cfg, tick_every);
+        })));
     }
-    let records = input.lines().map(|line| {
+    Ok(Box::new(input.lines().map(|line| {
         let line = line?;
         let text = line.trim();
         Ok((!text.is_empty() && !text.starts_with('#')).then(|| json::from_json(text)))
-    });
-    replay_records(records, cfg, tick_every)
+    })))
 }
 
 /// An event from one container-file datum: a record of ours, or a union of them.

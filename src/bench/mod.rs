@@ -1,0 +1,251 @@
+//! `peakguard bench`: the generator (or a recorded file) and the processor
+//! end to end, with the figures an operator sizes a deployment by.
+//!
+//! The workload is built first and encoded as Confluent-framed Avro, as it
+//! arrives from Kafka, so neither generating nor encoding is timed. Then:
+//!
+//! * [`hot`]: in-process, the whole hot path (decode, fold, rules) on one
+//!   thread. One run at full speed gives events/s and resident memory; a
+//!   second run, fed at a fraction of that rate by an open-loop arrival
+//!   schedule, gives the latency from an event's arrival to its fold and to
+//!   the alerts it lets fire.
+//! * [`broker`]: against a broker (librdkafka's in-process cluster, or
+//!   `--brokers`): the records are produced to the topics, then read by a
+//!   raw rdkafka consume loop and by `peakguard run` (the real worker) in the
+//!   same run, and the ratio of their rates is reported.
+
+pub mod broker;
+pub mod hot;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::codec::SchemaStore;
+use crate::config::Config;
+use crate::event::{Event, EventKind};
+use crate::generator::{Generator, GeneratorConfig};
+
+/// Where the events come from.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    /// The synthetic peak-sale generator (with its injected spike).
+    Generator(GeneratorConfig),
+    /// A recorded file (NDJSON or an Avro container file, as `replay` reads).
+    File(PathBuf),
+}
+
+/// One encoded record, as a consumer would read it.
+pub struct Record {
+    pub kind: EventKind,
+    pub key: Box<str>,
+    pub bytes: Vec<u8>,
+}
+
+/// The workload, encoded.
+pub struct Records {
+    pub records: Vec<Record>,
+    /// Distinct shops in the workload.
+    pub shops: usize,
+    /// Records of the file that did not decode (skipped).
+    pub skipped: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot read {path}: {cause}")]
+    Input { path: PathBuf, cause: std::io::Error },
+    #[error("the workload is empty: no event to process")]
+    Empty,
+    #[error("{0}")]
+    Broker(String),
+}
+
+/// Builds and encodes the workload.
+pub fn build(workload: &Workload, store: &SchemaStore) -> Result<Records, BenchError> {
+    let mut shops = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    let mut push = |e: &Event, records: &mut Vec<Record>| match store.encode(e) {
+        Ok(bytes) => {
+            if !shops.contains(e.shop_id.as_str()) {
+                shops.insert(e.shop_id.clone());
+            }
+            records.push(Record { kind: e.kind(), key: e.shop_id.as_str().into(), bytes });
+            true
+        }
+        Err(_) => false,
+    };
+    match workload {
+        Workload::Generator(cfg) => {
+            let mut generator = Generator::new(cfg.clone());
+            let mut events = Vec::new();
+            while generator.next_second(&mut events) {
+                for e in events.drain(..) {
+                    push(&e, &mut records);
+                }
+            }
+        }
+        Workload::File(path) => {
+            let input = |cause| BenchError::Input { path: path.clone(), cause };
+            let file = std::fs::File::open(path).map_err(input)?;
+            for record in crate::source::replay::records(std::io::BufReader::new(file)).map_err(input)? {
+                match record.map_err(input)? {
+                    Some(Ok(e)) if push(&e, &mut records) => {}
+                    Some(_) => skipped += 1,
+                    None => {}
+                }
+            }
+        }
+    }
+    if records.is_empty() {
+        return Err(BenchError::Empty);
+    }
+    Ok(Records { records, shops: shops.len(), skipped })
+}
+
+/// What `peakguard bench` runs.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub workload: Workload,
+    /// Records per batch: rules tick after each.
+    pub batch: usize,
+    /// Offered load of the latency run, as a fraction of the maximum rate.
+    pub load: f64,
+    /// Against a broker too: `Some(None)` for the in-process cluster,
+    /// `Some(Some(bootstrap servers))` for a real one.
+    pub broker: Option<Option<String>>,
+    /// Partitions per event topic on the broker.
+    pub partitions: i32,
+}
+
+/// Runs every part of the bench; returns the report. Progress goes to stderr.
+pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Result<String, BenchError> {
+    eprintln!("building the workload ...");
+    let records = build(&opts.workload, &store)?;
+    let mut out = describe(&records, &cfg);
+    let _ = writeln!(out, "batch {} records; load of the latency run {:.0}%", opts.batch, opts.load * 100.0);
+    let records = Arc::new(records.records);
+
+    eprintln!("in-process, full speed ...");
+    let (r, s, c, batch) = (records.clone(), store.clone(), cfg.clone(), opts.batch);
+    let full = tokio::task::spawn_blocking(move || hot::full_speed(&r, &s, &c, batch))
+        .await
+        .map_err(|e| BenchError::Broker(format!("the bench thread failed: {e}")))?;
+    let max_rate = rate(full.records, full.elapsed);
+    let _ = writeln!(out, "\nin-process hot path (decode + fold + rules, one thread):");
+    let _ = writeln!(
+        out,
+        "  throughput   {:.0} events/s ({} records in {:.2} s; {} folded, {} undecodable, {} alerts)",
+        max_rate,
+        full.records,
+        full.elapsed.as_secs_f64(),
+        full.stats.folded,
+        full.undecodable,
+        full.alerts
+    );
+    if let (Some(rss), Some(growth)) = (full.rss, full.rss_growth) {
+        let _ = writeln!(
+            out,
+            "  memory       {} resident; {} for {} shops held: {} bytes/shop (state, dedup and pending lists)",
+            mib(rss),
+            mib(growth),
+            full.shops,
+            growth / full.shops.max(1) as u64
+        );
+    }
+
+    let offered = max_rate * opts.load.clamp(0.01, 1.0);
+    eprintln!("in-process, paced at {offered:.0} events/s ...");
+    let (r, s, c) = (records.clone(), store.clone(), cfg.clone());
+    let paced = tokio::task::spawn_blocking(move || hot::paced(&r, &s, &c, batch, offered))
+        .await
+        .map_err(|e| BenchError::Broker(format!("the bench thread failed: {e}")))?;
+    let _ = writeln!(out, "  latency at {:.0} events/s offered ({:.2} s):", paced.rate, paced.elapsed.as_secs_f64());
+    let _ = writeln!(out, "    arrival -> fold   {}", percentiles(&paced.fold_us));
+    let _ = writeln!(out, "    arrival -> alert  {}", percentiles(&paced.alert_us));
+
+    if let Some(brokers) = opts.broker {
+        eprintln!("against a broker ...");
+        let b = broker::run(records.clone(), store, cfg, brokers, opts.partitions).await?;
+        let _ = writeln!(out, "\nagainst a broker ({}, {} partitions per topic):", b.brokers, b.partitions);
+        let _ = writeln!(out, "  produced     {} records in {:.2} s", b.produced, b.produce_elapsed.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "  raw consume  {:.0} records/s ({} in {:.2} s)",
+            b.raw_rate(),
+            b.raw_records,
+            b.raw_elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  peakguard    {:.0} records/s ({} in {:.2} s; {} folded, {} alerts)",
+            b.peakguard_rate(),
+            b.peakguard_records,
+            b.peakguard_elapsed.as_secs_f64(),
+            b.folded,
+            b.alerts
+        );
+        let _ =
+            writeln!(out, "  ratio        {:.1}% of the raw consume rate", 100.0 * b.peakguard_rate() / b.raw_rate());
+    }
+    Ok(out)
+}
+
+/// Resident memory of this process (Linux `VmRSS`), in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A latency histogram in microseconds, 1 us to 1 h, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// `p50 / p99 / p99.9 / max` of a histogram in microseconds, in ms.
+pub fn percentiles(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".into();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms ({} samples)",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+        h.len()
+    )
+}
+
+/// Events per second.
+pub fn rate(events: u64, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Human-readable bytes.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The report's header: what ran.
+pub fn describe(records: &Records, cfg: &Config) -> String {
+    let mut out = String::new();
+    let windows: Vec<&str> = cfg.engine.windows.iter().map(|w| w.name.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "workload: {} records, {} shops ({} skipped); windows {}; {} rules",
+        records.records.len(),
+        records.shops,
+        records.skipped,
+        windows.join(", "),
+        cfg.rules.len()
+    );
+    out
+}
