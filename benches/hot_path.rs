@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use peakguard::codec::{self, wire, SchemaStore};
 use peakguard::config::Config;
 use peakguard::engine::SourceId;
-use peakguard::event::EventKind;
+use peakguard::event::{Event, EventKind};
 use peakguard::pipeline::Pipeline;
 
 fn decode(c: &mut Criterion) {
@@ -32,6 +32,10 @@ fn decode(c: &mut Criterion) {
         let (id, body) = wire::split(&bytes).expect("framed");
         assert!(store.is_direct(id));
         g.bench_function(format!("{kind}/direct"), |b| b.iter(|| black_box(store.decode_body(id, black_box(body)))));
+        let mut buf = Event::buffer();
+        g.bench_function(format!("{kind}/direct_into_buffer"), |b| {
+            b.iter(|| black_box(store.decode_body_into(id, black_box(body), &mut buf).is_ok()))
+        });
         g.bench_function(format!("{kind}/generic"), |b| {
             b.iter(|| black_box(store.decode_body_generic(id, black_box(body))))
         });
@@ -58,10 +62,11 @@ fn hot_path(c: &mut Criterion) {
                 let mut p = Pipeline::new(cfg.engine_config(), cfg.rule_book());
                 p.assign(SourceId(0), 0);
                 let mut alerts = Vec::new();
+                let mut buf = Event::buffer();
                 let start = Instant::now();
                 for (i, r) in records.iter().enumerate() {
-                    if let Ok(e) = codec::decode(&store, r) {
-                        p.ingest(SourceId(0), &e, 0);
+                    if codec::decode_into(&store, r, &mut buf).is_ok() {
+                        p.ingest(SourceId(0), &buf, 0);
                     }
                     if i % 1_000 == 999 {
                         p.tick(0, &mut alerts);

@@ -186,6 +186,10 @@ pub struct BenchTraffic {
     /// Random seed of the traffic.
     #[arg(long, default_value_t = 1111)]
     pub seed: u64,
+    /// Only the generator's Zipf traffic: without it, every shop also pays
+    /// one order in the first ten minutes, so that all --shops are held.
+    #[arg(long)]
+    pub zipf_only: bool,
 }
 
 impl BenchTraffic {

@@ -120,6 +120,22 @@ impl Money {
     }
 }
 
+impl Event {
+    /// An empty event: a buffer for [`crate::codec::decode_into`], which
+    /// reuses its strings' allocations record after record.
+    pub fn buffer() -> Event {
+        Event {
+            event_id: String::new(),
+            shop_id: String::new(),
+            order_id: String::new(),
+            sub_order_id: None,
+            event_time: 0,
+            category: String::new(),
+            body: EventBody::Shipment { step: ShipmentStep::Unknown, promised_by: None },
+        }
+    }
+}
+
 /// The part of an event that depends on its kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventBody {

@@ -163,7 +163,10 @@ async fn run() -> anyhow::Result<()> {
             let opts = bench::BenchOptions {
                 workload: match input {
                     Some(path) => bench::Workload::File(path),
-                    None => bench::Workload::Generator(traffic.generator_config()),
+                    None => bench::Workload::Generator {
+                        traffic: traffic.generator_config(),
+                        every_shop: !traffic.zipf_only,
+                    },
                 },
                 batch: batch as usize,
                 load,

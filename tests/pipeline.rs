@@ -4,6 +4,7 @@
 use peakguard::config::Config;
 use peakguard::engine::{Fold, SourceId};
 use peakguard::event::*;
+use peakguard::pipeline::topk::TopKConfig;
 use peakguard::pipeline::Pipeline;
 use peakguard::rules::{Alert, AlertStatus};
 
@@ -209,30 +210,37 @@ fn category_and_platform_rules_alert_on_aggregates() {
 
 /// Each window keeps its own pending list: a shop folded into once is
 /// visited by the 5 min window's rules when that minute completes and then
-/// leaves its list, while the 30 d window (1 day buckets) keeps it until its
-/// day completes. Another shop's events move the watermark.
+/// leaves its list, while the 30 d window (1 day buckets, read by the top-K)
+/// keeps it until its day completes. Another shop's events move the
+/// watermark. Without the top-K, no rule reads the 30 d window per shop and
+/// it keeps no list at all.
 #[test]
 fn pending_lists_are_per_window() {
-    let mut p = pipeline();
-    p.assign(ORDERS, 0);
-    let mut alerts = Vec::new();
     let windows = Config::with_defaults().engine_config().windows;
     let (five_min, day) = (0, windows.len() - 1);
     assert_eq!((windows[five_min].step_ms, windows[day].step_ms), (MINUTE, 86_400_000));
-    p.ingest(ORDERS, &ev("quiet", 0, T0 + 10_000, false), 0);
-    assert_eq!((p.engine().pending_len(five_min), p.engine().pending_len(day)), (1, 1));
-    // Ten minutes of a busy shop; each minute's tick drains the 5 min list.
-    for m in 0..10 {
-        for i in 0..10 {
-            p.ingest(ORDERS, &ev("busy", m * 10 + i, T0 + m as i64 * MINUTE + i as i64 * 5_000, false), 0);
+    for top_k in [true, false] {
+        let mut p = pipeline();
+        if top_k {
+            p = p.with_top_k(TopKConfig::default());
         }
-        p.tick(0, &mut alerts);
+        p.assign(ORDERS, 0);
+        let mut alerts = Vec::new();
+        p.ingest(ORDERS, &ev("quiet", 0, T0 + 10_000, false), 0);
+        assert_eq!((p.engine().pending_len(five_min), p.engine().pending_len(day)), (1, usize::from(top_k)));
+        // Ten minutes of a busy shop; each minute's tick drains the 5 min list.
+        for m in 0..10 {
+            for i in 0..10 {
+                p.ingest(ORDERS, &ev("busy", m * 10 + i, T0 + m as i64 * MINUTE + i as i64 * 5_000, false), 0);
+            }
+            p.tick(0, &mut alerts);
+        }
+        // The newest minute (and the lateness margin) is not complete: only
+        // "busy" waits in the 5 min list; both wait in the 30 d one.
+        assert_eq!(p.engine().pending_len(five_min), 1, "quiet left the 5 min list once its minute was evaluated");
+        assert_eq!(p.engine().pending_len(day), 2 * usize::from(top_k), "the day bucket is not complete");
+        p.finish(&mut alerts);
+        assert_eq!((p.engine().pending_len(five_min), p.engine().pending_len(day)), (0, 0));
+        assert!(alerts.is_empty(), "{alerts:?}");
     }
-    // The newest minute (and the lateness margin) is not complete: only
-    // "busy" waits in the 5 min list; both wait in the 30 d one.
-    assert_eq!(p.engine().pending_len(five_min), 1, "quiet left the 5 min list once its minute was evaluated");
-    assert_eq!(p.engine().pending_len(day), 2, "the day bucket is not complete");
-    p.finish(&mut alerts);
-    assert_eq!((p.engine().pending_len(five_min), p.engine().pending_len(day)), (0, 0));
-    assert!(alerts.is_empty(), "{alerts:?}");
 }

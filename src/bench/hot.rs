@@ -20,6 +20,7 @@ use super::{histogram, rss_bytes, Record};
 use crate::codec::{self, SchemaStore};
 use crate::config::Config;
 use crate::engine::SourceId;
+use crate::event::Event;
 use crate::pipeline::{Pipeline, PipelineStats};
 
 /// What a full-speed run did.
@@ -55,12 +56,13 @@ fn new_pipeline(cfg: &Config) -> Pipeline {
     p
 }
 
-/// Decodes and folds one record; false when it does not decode.
+/// Decodes one record into `buf` (as the worker does) and folds it; false
+/// when it does not decode.
 #[inline]
-fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, proc_now: i64) -> bool {
-    match codec::decode(store, &r.bytes) {
-        Ok(e) => {
-            p.ingest(SourceId(0), &e, proc_now);
+fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, buf: &mut Event, proc_now: i64) -> bool {
+    match codec::decode_into(store, &r.bytes, buf) {
+        Ok(()) => {
+            p.ingest(SourceId(0), buf, proc_now);
             true
         }
         Err(_) => false,
@@ -73,11 +75,12 @@ pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: 
     let mut p = new_pipeline(cfg);
     let mut alerts = Vec::new();
     let mut undecodable = 0;
+    let mut buf = Event::buffer();
     let start = Instant::now();
     for chunk in records.chunks(batch.max(1)) {
         let proc_now = start.elapsed().as_millis() as i64;
         for r in chunk {
-            if !ingest(&mut p, store, r, proc_now) {
+            if !ingest(&mut p, store, r, &mut buf, proc_now) {
                 undecodable += 1;
             }
         }
@@ -107,6 +110,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
     let ns_per_record = 1e9 / rate.max(1.0);
     let arrival = |i: usize| Duration::from_nanos((i as f64 * ns_per_record) as u64);
     let n = records.len();
+    let mut buf = Event::buffer();
     let start = Instant::now();
     let mut i = 0;
     while i < n {
@@ -125,7 +129,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         let end = arrived.min(i + batch.max(1));
         let proc_now = now.as_millis() as i64;
         for (j, r) in records[i..end].iter().enumerate() {
-            ingest(&mut p, store, r, proc_now);
+            ingest(&mut p, store, r, &mut buf, proc_now);
             let waited = start.elapsed().saturating_sub(arrival(i + j));
             let _ = fold_us.record(waited.as_micros().max(1) as u64);
         }

@@ -179,6 +179,30 @@ impl SchemaStore {
         }
     }
 
+    /// [`SchemaStore::decode_with`] into `out`, reusing its strings'
+    /// allocations (the direct reader; the generic path replaces `out`).
+    pub fn decode_with_into(
+        &self,
+        writer: &Writer,
+        schema_id: u32,
+        body: &[u8],
+        out: &mut Event,
+    ) -> Result<(), DecodeError> {
+        match &writer.program {
+            Some(program) => program.decode_into(schema_id, body, out),
+            None => {
+                *out = self.generic(writer, schema_id, body)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// [`SchemaStore::decode_body`] into `out`; see [`SchemaStore::decode_with_into`].
+    pub fn decode_body_into(&self, schema_id: u32, body: &[u8], out: &mut Event) -> Result<(), DecodeError> {
+        let writer = self.writers.get(&schema_id).ok_or(DecodeError::UnknownSchemaId(schema_id))?;
+        self.decode_with_into(writer, schema_id, body, out)
+    }
+
     /// The id of the current (reader) schema of `kind`.
     pub fn reader_id(&self, kind: EventKind) -> u32 {
         self.readers[kind as usize].0

@@ -21,7 +21,7 @@
 
 use apache_avro::Schema;
 
-use super::fields::{build_event, FieldSource, Raw};
+use super::fields::{build_event_into, FieldSource, Raw};
 use super::DecodeError;
 use crate::event::{Event, EventKind};
 
@@ -201,6 +201,13 @@ impl Program {
 
     /// Decodes one record body (no framing).
     pub fn decode(&self, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
+        let mut event = Event::buffer();
+        self.decode_into(schema_id, body, &mut event)?;
+        Ok(event)
+    }
+
+    /// [`Program::decode`] into `out`, reusing its strings' allocations.
+    pub fn decode_into(&self, schema_id: u32, body: &[u8], out: &mut Event) -> Result<(), DecodeError> {
         let err = |message: &str| DecodeError::Avro { schema_id, message: message.to_string() };
         let mut r = Reader { buf: body, pos: 0 };
         let mut slots = Slots { raw: [None; KNOWN.len()] };
@@ -221,7 +228,7 @@ impl Program {
                 Default::Long(v) => Raw::Long(*v),
             });
         }
-        build_event(self.kind, &slots)
+        build_event_into(self.kind, &slots, out)
     }
 }
 

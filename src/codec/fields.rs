@@ -33,14 +33,14 @@ pub trait FieldSource {
         self.raw(name).ok_or(DecodeError::MissingField { field: name })
     }
 
-    fn string(&self, name: &'static str) -> Result<String, DecodeError> {
+    fn string(&self, name: &'static str) -> Result<&str, DecodeError> {
         match self.get(name)? {
-            Raw::Str(s) => Ok(s.to_string()),
+            Raw::Str(s) => Ok(s),
             _ => Err(DecodeError::MissingField { field: name }),
         }
     }
 
-    fn required_string(&self, name: &'static str) -> Result<String, DecodeError> {
+    fn required_string(&self, name: &'static str) -> Result<&str, DecodeError> {
         let s = self.string(name)?;
         if s.trim().is_empty() {
             return Err(DecodeError::EmptyField { field: name });
@@ -54,10 +54,10 @@ pub trait FieldSource {
         self.raw(name).unwrap_or(Raw::Null)
     }
 
-    fn opt_string(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+    fn opt_string(&self, name: &'static str) -> Result<Option<&str>, DecodeError> {
         match self.get_opt(name) {
             Raw::Null => Ok(None),
-            Raw::Str(s) => Ok(Some(s.to_string())),
+            Raw::Str(s) => Ok(Some(s)),
             _ => Err(DecodeError::MissingField { field: name }),
         }
     }
@@ -124,6 +124,20 @@ fn check_time(field: &'static str, ms: Millis) -> Result<Millis, DecodeError> {
 
 /// An [`Event`] of `kind` from its record's fields.
 pub fn build_event(kind: EventKind, f: &impl FieldSource) -> Result<Event, DecodeError> {
+    let mut event = Event::buffer();
+    build_event_into(kind, f, &mut event)?;
+    Ok(event)
+}
+
+/// `dst` becomes `src`, in the allocation `dst` already has.
+fn set(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+/// [`build_event`] into `out`, reusing its strings' allocations. On error
+/// `out` is left partly written.
+pub fn build_event_into(kind: EventKind, f: &impl FieldSource, out: &mut Event) -> Result<(), DecodeError> {
     let body = match kind {
         EventKind::Order => EventBody::Order {
             step: f.symbol("type", OrderStep::from_symbol, OrderStep::Unknown)?,
@@ -165,13 +179,15 @@ pub fn build_event(kind: EventKind, f: &impl FieldSource) -> Result<Event, Decod
             order_paid_at: f.time("order_paid_at")?,
         },
     };
-    Ok(Event {
-        event_id: f.required_string("event_id")?,
-        shop_id: f.required_string("shop_id")?,
-        order_id: f.required_string("order_id")?,
-        sub_order_id: f.opt_string("sub_order_id")?,
-        event_time: f.time("event_time")?,
-        category: f.string("category")?,
-        body,
-    })
+    set(&mut out.event_id, f.required_string("event_id")?);
+    set(&mut out.shop_id, f.required_string("shop_id")?);
+    set(&mut out.order_id, f.required_string("order_id")?);
+    match f.opt_string("sub_order_id")? {
+        Some(s) => set(out.sub_order_id.get_or_insert_with(String::new), s),
+        None => out.sub_order_id = None,
+    }
+    out.event_time = f.time("event_time")?;
+    set(&mut out.category, f.string("category")?);
+    out.body = body;
+    Ok(())
 }

@@ -95,6 +95,14 @@ pub fn decode(store: &SchemaStore, bytes: &[u8]) -> Result<Event, DecodeError> {
     store.decode_body(schema_id, body)
 }
 
+/// [`decode`] into `out`, reusing its strings' allocations: the hot path
+/// decodes every record into one buffer. On error `out` is left partly
+/// written and must not be used.
+pub fn decode_into(store: &SchemaStore, bytes: &[u8], out: &mut Event) -> Result<(), DecodeError> {
+    let (schema_id, body) = wire::split(bytes)?;
+    store.decode_body_into(schema_id, body, out)
+}
+
 /// Encodes an event with the store's current (reader) schema for its kind,
 /// Confluent-framed. Used by the generator, tests and benches.
 pub fn encode(store: &SchemaStore, event: &Event) -> Result<Vec<u8>, DecodeError> {

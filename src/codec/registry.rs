@@ -88,10 +88,23 @@ impl Registry {
     /// Decodes a body written with `schema_id`, fetching the schema first
     /// when it is not cached.
     pub fn decode(&mut self, store: &SchemaStore, schema_id: u32, body: &[u8]) -> Result<Event, DecodeError> {
+        let mut event = Event::buffer();
+        self.decode_into(store, schema_id, body, &mut event)?;
+        Ok(event)
+    }
+
+    /// [`Registry::decode`] into `out`, reusing its strings' allocations.
+    pub fn decode_into(
+        &mut self,
+        store: &SchemaStore,
+        schema_id: u32,
+        body: &[u8],
+        out: &mut Event,
+    ) -> Result<(), DecodeError> {
         let unknown =
             |e: RegistryError| DecodeError::Registry { schema_id, reason: e.reason(), message: e.to_string() };
         let writer = self.writer(store, schema_id).map_err(unknown)?;
-        store.decode_with(writer, schema_id, body)
+        store.decode_with_into(writer, schema_id, body, out)
     }
 
     /// The writer schema of `id`, from the cache or the registry.

@@ -210,6 +210,8 @@ pub struct Engine {
     /// newest bucket. A window drains only its own list when it completes a
     /// bucket, so a day-long window's backlog is not revisited every minute.
     pending: Vec<Vec<Box<str>>>,
+    /// Bit `w`: window `w` keeps a pending list (something reads it per shop).
+    tracked: u32,
     watermark: WatermarkTracker,
     /// Shard (partition number) of each source, by `SourceId`; 0 when unset.
     source_shards: Vec<u32>,
@@ -257,6 +259,7 @@ impl Engine {
             category_scopes: Vec::new(),
             platform: None,
             pending: vec![Vec::new(); n_windows],
+            tracked: all_windows(n_windows),
             watermark,
             source_shards: Vec::new(),
             dedups: Vec::new(),
@@ -384,16 +387,18 @@ impl Engine {
             }
         };
         shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
-        let all = all_windows(self.pending.len());
-        if shop.pending_in != all {
+        let tracked = self.tracked;
+        if shop.pending_in != tracked {
             for (w, list) in self.pending.iter_mut().enumerate() {
-                if shop.pending_in & (1 << w) == 0 {
+                if (tracked & !shop.pending_in) & (1 << w) != 0 {
                     list.push(event.shop_id.as_str().into());
                 }
             }
-            shop.pending_in = all;
+            shop.pending_in = tracked;
         }
-        shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
+        if tracked != 0 {
+            shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
+        }
         self.category_scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
         let platform = self.platform.get_or_insert_with(|| ScopeState::new(layout, t, true));
         platform.apply(layout, &deltas, &self.buckets, fine_bucket);
@@ -443,6 +448,29 @@ impl Engine {
                 i += 1;
             } else {
                 list.swap_remove(i);
+            }
+        }
+    }
+
+    /// Keeps pending lists only for the windows in `mask` (bit `w`: window
+    /// `w`): those whose shops something evaluates (shop rules, top-K).
+    /// Lists of windows left out are emptied; a window added starts with
+    /// the shops folded into from now on.
+    pub fn track_pending(&mut self, mask: u32) {
+        let mask = mask & all_windows(self.pending.len());
+        let dropped = self.tracked & !mask;
+        self.tracked = mask;
+        for (w, list) in self.pending.iter_mut().enumerate() {
+            if dropped & (1 << w) == 0 {
+                continue;
+            }
+            for key in list.drain(..) {
+                if let Some(shop) = self.shops.get_mut(&key) {
+                    shop.pending_in &= !(1 << w);
+                    if shop.pending_in == 0 {
+                        shop.pending_until = None;
+                    }
+                }
             }
         }
     }

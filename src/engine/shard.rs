@@ -117,15 +117,17 @@ impl Engine {
             scope.add_into(&self.layout, &mut self.category_scopes[category as usize]);
             let layout = &self.layout;
             scope.add_into(layout, self.platform.get_or_insert_with(|| ScopeState::new(layout, 0, true)));
-            let mut pending_in = 0;
-            if shop.pending_until.is_some() {
-                // Every window evaluates a restored shop once more.
-                for list in &mut self.pending {
-                    list.push(shop.id.as_str().into());
+            let (mut pending_in, mut pending_until) = (0, None);
+            if shop.pending_until.is_some() && self.tracked != 0 {
+                // Every tracked window evaluates a restored shop once more.
+                for (w, list) in self.pending.iter_mut().enumerate() {
+                    if self.tracked & (1 << w) != 0 {
+                        list.push(shop.id.as_str().into());
+                    }
                 }
-                pending_in = super::all_windows(self.pending.len());
+                (pending_in, pending_until) = (self.tracked, shop.pending_until);
             }
-            let state = ShopState { category, shard: snap.shard, scope, pending_until: shop.pending_until, pending_in };
+            let state = ShopState { category, shard: snap.shard, scope, pending_until, pending_in };
             replaced |= self.shops.insert(shop.id.into_boxed_str(), state).is_some();
         }
         if replaced {

@@ -63,7 +63,7 @@ impl Pipeline {
         let readable = (0..windows.len()).map(|w| engine.slack(w) as i64).collect();
         let rules = RuleSet::new(rules);
         let n_windows = windows.len();
-        Pipeline {
+        let mut p = Pipeline {
             engine,
             rules,
             windows,
@@ -73,12 +73,30 @@ impl Pipeline {
             gate: NotifyGate::default(),
             phase_baselines: PhaseBaselines::default(),
             topk: TopK::new(TopKConfig { k: 0, ..TopKConfig::default() }, n_windows),
+        };
+        p.track_pending();
+        p
+    }
+
+    /// Pending lists for the windows whose shops are evaluated: those of
+    /// shop rules, and every window when the top-K is on. A window nothing
+    /// reads per shop would otherwise revisit every shop folded into at each
+    /// of its bucket ends for nothing.
+    fn track_pending(&mut self) {
+        let mut mask = 0u32;
+        for rule in self.rules.rules().iter().filter(|r| r.scope == Scope::Shop) {
+            mask |= 1 << rule.window;
         }
+        if self.topk.enabled() {
+            mask |= u32::MAX;
+        }
+        self.engine.track_pending(mask);
     }
 
     /// Ranks shops per metric and window (off until called).
     pub fn with_top_k(mut self, cfg: TopKConfig) -> Pipeline {
         self.topk = TopK::new(cfg, self.windows.len());
+        self.track_pending();
         self
     }
 
@@ -107,7 +125,9 @@ impl Pipeline {
 
     /// Puts new rules in force (same windows); see [`RuleSet::reload`].
     pub fn reload_rules(&mut self, rules: impl Into<RuleBook>) -> usize {
-        self.rules.reload(rules)
+        let n = self.rules.reload(rules);
+        self.track_pending();
+        n
     }
 
     pub fn stats(&self) -> PipelineStats {

@@ -93,6 +93,11 @@ impl TopK {
         (den >= self.cfg.min_denominator).then(|| (num, den, stats::wilson_lower_bound(num, den, self.cfg.z)))
     }
 
+    /// Lists are kept (k > 0).
+    pub fn enabled(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
     /// Considers `shop` (just visited by window `w`'s rules) for every list
     /// of window `w`; `end`: the window's last complete bucket.
     pub fn offer(&mut self, shop_id: &str, view: ScopeView<'_>, w: usize, end: i64) {

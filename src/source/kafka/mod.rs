@@ -78,6 +78,8 @@ pub struct WorkerReport {
     pub decode_errors: u64,
     pub stats: PipelineStats,
     pub elapsed: Duration,
+    /// From the first record read to the last (group join and restores left out).
+    pub reading: Duration,
     /// Producer timestamp -> folded, in milliseconds.
     pub latency_ms: Histogram<u64>,
     pub shops: usize,
@@ -119,6 +121,10 @@ struct Worker<'a> {
     records: u64,
     decode_errors: u64,
     started: Instant,
+    /// When the first and the latest record were read.
+    reading: Option<(Instant, Instant)>,
+    /// The buffer every record is decoded into (its strings are reused).
+    event: crate::event::Event,
     /// [`WorkerOptions::hold_during_catch_up`].
     hold: bool,
     /// `None` when checkpoints are off.
@@ -185,6 +191,8 @@ pub fn run_worker(
         records: 0,
         decode_errors: 0,
         started: Instant::now(),
+        reading: None,
+        event: crate::event::Event::buffer(),
         hold: opts.hold_during_catch_up,
         checkpointer,
         registry,
@@ -333,6 +341,8 @@ impl Worker<'_> {
         counters: &crate::metrics::EventCounters,
     ) {
         self.records += 1;
+        let now = Instant::now();
+        self.reading = Some(self.reading.map_or((now, now), |(first, _)| (first, now)));
         let topic_counter = self.sources.get(msg.topic()).and_then(|v| v.get(msg.partition() as usize));
         match topic_counter {
             Some(Some(s)) => s.records.inc(),
@@ -374,9 +384,28 @@ impl Worker<'_> {
             _ => unreachable!("registered above"),
         };
         let payload = msg.payload().unwrap_or(&[]);
-        match self.decode(payload) {
-            Ok(event) => {
-                let fold = self.pipeline.ingest(source, &event, self.proc_now());
+        let mut event = std::mem::replace(&mut self.event, crate::event::Event::buffer());
+        let decoded = self.decode_into(payload, &mut event);
+        self.handle_decoded(msg, source, &event, decoded, counters);
+        self.event = event;
+        if let Err(e) = consumer.store_offset_from_message(msg) {
+            debug!(error = %e, "offset store failed (partition revoked?)");
+        }
+    }
+
+    /// Folds a decoded record, or dead-letters an undecodable one.
+    fn handle_decoded(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        source: crate::engine::SourceId,
+        event: &crate::event::Event,
+        decoded: Result<(), codec::DecodeError>,
+        counters: &crate::metrics::EventCounters,
+    ) {
+        let (topic, partition) = (msg.topic(), msg.partition());
+        match decoded {
+            Ok(()) => {
+                let fold = self.pipeline.ingest(source, event, self.proc_now());
                 counters.inc(event.kind(), fold);
                 match fold {
                     Fold::Late => {
@@ -415,19 +444,17 @@ impl Worker<'_> {
                 self.dead_letter(msg, reason, &e.to_string());
             }
         }
-        if let Err(e) = consumer.store_offset_from_message(msg) {
-            debug!(error = %e, "offset store failed (partition revoked?)");
-        }
     }
 
-    /// Decodes with the local schema store, and, for a schema id it does not
-    /// know, with the writer schema from the registry (when configured).
-    fn decode(&mut self, payload: &[u8]) -> Result<crate::event::Event, codec::DecodeError> {
-        match codec::decode(self.store, payload) {
+    /// Decodes into `out` with the local schema store, and, for a schema id
+    /// it does not know, with the writer schema from the registry (when
+    /// configured).
+    fn decode_into(&mut self, payload: &[u8], out: &mut crate::event::Event) -> Result<(), codec::DecodeError> {
+        match codec::decode_into(self.store, payload, out) {
             Err(codec::DecodeError::UnknownSchemaId(id)) => match &mut self.registry {
                 Some(registry) => {
                     let (_, body) = codec::wire::split(payload)?;
-                    registry.decode(self.store, id, body)
+                    registry.decode_into(self.store, id, body, out)
                 }
                 None => Err(codec::DecodeError::UnknownSchemaId(id)),
             },
@@ -477,6 +504,7 @@ impl Worker<'_> {
             decode_errors: self.decode_errors,
             stats: self.pipeline.stats(),
             elapsed: self.started.elapsed(),
+            reading: self.reading.map_or(Duration::ZERO, |(first, last)| last - first),
             latency_ms: self.latency_ms,
             shops: self.pipeline.engine().shop_count(),
         }
