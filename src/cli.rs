@@ -114,6 +114,10 @@ pub enum Command {
         /// Partitions per event topic for --broker.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
+        /// With --broker: also read with this many workers at once (each its
+        /// own consumer in one group) and report the scaling over one.
+        #[arg(long, default_value_t = 1, requires = "broker", value_parser = clap::value_parser!(u64).range(1..=256))]
+        workers: u64,
     },
     /// Validate a config file and print the settings in force (secrets redacted).
     Check {

@@ -155,7 +155,7 @@ async fn run() -> anyhow::Result<()> {
                 summary.alerts.len()
             );
         }
-        Command::Bench { input, config, traffic, batch, load, broker, brokers, partitions } => {
+        Command::Bench { input, config, traffic, batch, load, broker, brokers, partitions, workers } => {
             let cfg = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::with_defaults(),
@@ -172,6 +172,7 @@ async fn run() -> anyhow::Result<()> {
                 load,
                 broker: broker.then_some(brokers),
                 partitions,
+                workers: workers as usize,
             };
             let store = load_store(&cfg)?;
             let text = bench::run(opts, cfg, store).await?;

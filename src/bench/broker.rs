@@ -11,6 +11,10 @@
 //! and not the checkpoint writer. Rates are taken from the first record read
 //! to the last, so the group join (seconds, and the same for both) does not
 //! flatter a small workload's ratio; the totals are reported too.
+//!
+//! With `--workers N`, N workers then read the same topics at once, each its
+//! own consumer in one new group (as N processes would), for the scaling
+//! ratio against one worker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +54,8 @@ pub struct BrokerReport {
     pub peakguard_reading: Duration,
     pub folded: u64,
     pub alerts: usize,
+    /// With more than one worker: the same read by that many at once.
+    pub scaling: Vec<Workers>,
 }
 
 impl BrokerReport {
@@ -76,6 +82,7 @@ pub async fn run(
     mut cfg: Config,
     brokers: Option<String>,
     partitions: i32,
+    workers: usize,
 ) -> Result<BrokerReport, BenchError> {
     let prefix = format!(
         "peakguard-bench-{}-{}",
@@ -125,16 +132,13 @@ pub async fn run(
         .await
         .map_err(|e| BenchError::Broker(format!("the raw consume loop failed: {e}")))??;
 
-    let opts = RunOptions {
-        http: false,
-        reload_from: None,
-        worker: WorkerOptions { exit_when_caught_up: true, restore_alerts: false, ..WorkerOptions::default() },
-    };
     let started = Instant::now();
-    let summary = runtime::run(cfg.clone(), store, CancellationToken::new(), opts, None)
-        .await
-        .map_err(|e| BenchError::Broker(format!("peakguard run failed: {e}")))?;
+    let one = peakguard_runs(&cfg, &store, 1, "1").await?;
     let peakguard_elapsed = started.elapsed();
+    let mut scaling = Vec::new();
+    if workers > 1 {
+        scaling.push(peakguard_runs(&cfg, &store, workers, &workers.to_string()).await?);
+    }
     Ok(BrokerReport {
         brokers: cfg.kafka.brokers.clone(),
         partitions,
@@ -143,12 +147,66 @@ pub async fn run(
         raw_records,
         raw_elapsed,
         raw_reading,
-        peakguard_records: summary.report.records,
+        peakguard_records: one.records,
         peakguard_elapsed,
-        peakguard_reading: summary.report.reading,
-        folded: summary.report.stats.folded,
-        alerts: summary.alerts.len(),
+        peakguard_reading: one.reading,
+        folded: one.folded,
+        alerts: one.alerts,
+        scaling,
     })
+}
+
+/// What `workers` concurrent peakguard workers in one group read.
+pub struct Workers {
+    pub workers: usize,
+    /// Records read by all of them (a rebalance mid-read may read some twice).
+    pub records: u64,
+    pub folded: u64,
+    pub alerts: usize,
+    /// From the first record any of them read to the last.
+    pub reading: Duration,
+}
+
+impl Workers {
+    pub fn rate(&self) -> f64 {
+        super::rate(self.records, self.reading)
+    }
+}
+
+/// Runs `workers` peakguard workers at once, each its own consumer in a new
+/// group (`<group>-<tag>`), until each is caught up.
+async fn peakguard_runs(
+    cfg: &Config,
+    store: &Arc<SchemaStore>,
+    workers: usize,
+    tag: &str,
+) -> Result<Workers, BenchError> {
+    let mut cfg = cfg.clone();
+    cfg.kafka.group_id = format!("{}-{tag}", cfg.kafka.group_id);
+    let opts = RunOptions {
+        http: false,
+        reload_from: None,
+        worker: WorkerOptions { exit_when_caught_up: true, restore_alerts: false, ..WorkerOptions::default() },
+    };
+    let runs: Vec<_> = (0..workers)
+        .map(|_| tokio::spawn(runtime::run(cfg.clone(), store.clone(), CancellationToken::new(), opts.clone(), None)))
+        .collect();
+    let mut out = Workers { workers, records: 0, folded: 0, alerts: 0, reading: Duration::ZERO };
+    let mut span: Option<(Instant, Instant)> = None;
+    for run in runs {
+        let summary = run
+            .await
+            .map_err(|e| BenchError::Broker(format!("a peakguard worker failed: {e}")))?
+            .map_err(|e| BenchError::Broker(format!("peakguard run failed: {e}")))?;
+        out.records += summary.report.records;
+        out.folded += summary.report.stats.folded;
+        out.alerts += summary.alerts.len();
+        if let Some((first, last)) = summary.report.read_span {
+            span = Some(span.map_or((first, last), |(f, l)| (f.min(first), l.max(last))));
+        }
+    }
+    out.reading = span.map_or(Duration::ZERO, |(f, l)| l - f);
+    Ok(out)
 }
 
 /// The in-process cluster drops a partition's oldest records beyond

@@ -157,6 +157,8 @@ pub struct BenchOptions {
     pub broker: Option<Option<String>>,
     /// Partitions per event topic on the broker.
     pub partitions: i32,
+    /// Workers of the scaling run against the broker (1: none).
+    pub workers: usize,
 }
 
 /// Runs every part of the bench; returns the report. Progress goes to stderr.
@@ -210,7 +212,7 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
 
     if let Some(brokers) = opts.broker {
         eprintln!("against a broker ...");
-        let b = broker::run(records.clone(), store, cfg, brokers, opts.partitions).await?;
+        let b = broker::run(records.clone(), store, cfg, brokers, opts.partitions, opts.workers).await?;
         let _ = writeln!(out, "\nagainst a broker ({}, {} partitions per topic):", b.brokers, b.partitions);
         let _ = writeln!(out, "  produced     {} records in {:.2} s", b.produced, b.produce_elapsed.as_secs_f64());
         let _ = writeln!(
@@ -233,6 +235,17 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
         );
         let _ =
             writeln!(out, "  ratio        {:.1}% of the raw consume rate", 100.0 * b.peakguard_rate() / b.raw_rate());
+        for w in &b.scaling {
+            let _ = writeln!(
+                out,
+                "  {} workers    {:.0} records/s ({} read in {:.2} s): {:.2}x one worker",
+                w.workers,
+                w.rate(),
+                w.records,
+                w.reading.as_secs_f64(),
+                w.rate() / b.peakguard_rate()
+            );
+        }
     }
     Ok(out)
 }

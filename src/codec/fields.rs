@@ -102,7 +102,8 @@ pub trait FieldSource {
                 why: "must not be negative",
             });
         }
-        Money::new(amount, currency).ok_or(DecodeError::InvalidField {
+        // Lazily: the error's text is only built for a bad record.
+        Money::new(amount, currency).ok_or_else(|| DecodeError::InvalidField {
             field: "currency",
             value: format!("{currency:?}"),
             why: "must be an ISO 4217 code of three upper-case letters",

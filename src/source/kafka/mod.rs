@@ -16,7 +16,6 @@ mod client;
 mod partitions;
 mod topics;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -78,8 +77,9 @@ pub struct WorkerReport {
     pub decode_errors: u64,
     pub stats: PipelineStats,
     pub elapsed: Duration,
-    /// From the first record read to the last (group join and restores left out).
-    pub reading: Duration,
+    /// When the first and the last record were read (group join and
+    /// restores come before).
+    pub read_span: Option<(Instant, Instant)>,
     /// Producer timestamp -> folded, in milliseconds.
     pub latency_ms: Histogram<u64>,
     pub shops: usize,
@@ -112,7 +112,8 @@ struct Worker<'a> {
     metrics: &'a Metrics,
     view: &'a ReadView,
     pipeline: Pipeline,
-    sources: HashMap<String, Vec<Option<SourceState>>>,
+    /// By topic name; looked up for every record, so with a fast hash.
+    sources: rustc_hash::FxHashMap<String, Vec<Option<SourceState>>>,
     next_source: u32,
     alerts_tx: mpsc::Sender<Alert>,
     alerts: Vec<Alert>,
@@ -182,7 +183,7 @@ pub fn run_worker(
         metrics,
         view,
         pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book()).with_top_k(cfg.top_k_config()),
-        sources: HashMap::new(),
+        sources: Default::default(),
         next_source: 0,
         alerts_tx,
         alerts: Vec::new(),
@@ -271,6 +272,7 @@ impl Worker<'_> {
                 timeout = Duration::ZERO;
             }
             if n > 0 {
+                self.store_offsets(consumer);
                 self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
             }
             self.answer_queries();
@@ -343,11 +345,6 @@ impl Worker<'_> {
         self.records += 1;
         let now = Instant::now();
         self.reading = Some(self.reading.map_or((now, now), |(first, _)| (first, now)));
-        let topic_counter = self.sources.get(msg.topic()).and_then(|v| v.get(msg.partition() as usize));
-        match topic_counter {
-            Some(Some(s)) => s.records.inc(),
-            _ => self.metrics.records.with_label_values(&[msg.topic()]).inc(),
-        }
         let topic = msg.topic();
         let partition = msg.partition();
         if !matches!(self.sources.get(topic).and_then(|v| v.get(partition as usize)), Some(Some(_))) {
@@ -359,6 +356,7 @@ impl Worker<'_> {
         }
         let source = match self.sources.get_mut(topic).and_then(|v| v.get_mut(partition as usize)) {
             Some(Some(s)) => {
+                s.records.inc();
                 if let Some(gap) = s.next_offset.map(|next| msg.offset() - next).filter(|g| *g > 0) {
                     // Compaction and transaction markers leave gaps; so does
                     // a broker that skips records. Counted, and logged.
@@ -388,8 +386,37 @@ impl Worker<'_> {
         let decoded = self.decode_into(payload, &mut event);
         self.handle_decoded(msg, source, &event, decoded, counters);
         self.event = event;
-        if let Err(e) = consumer.store_offset_from_message(msg) {
-            debug!(error = %e, "offset store failed (partition revoked?)");
+    }
+
+    /// Stores the offset after the last record read of every partition read
+    /// since the last call (what group commits take when checkpoints are
+    /// off), once per batch rather than once per record: a store takes
+    /// librdkafka's partition lock.
+    fn store_offsets(&mut self, consumer: &BaseConsumer<RebalanceLog>) {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, parts) in &self.sources {
+            for (p, s) in parts.iter().enumerate() {
+                let Some(s) = s else { continue };
+                if let Some(next) = s.next_offset.filter(|n| s.stored != Some(*n)) {
+                    let _ = tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Offset(next));
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.store_offsets(&tpl) {
+            Ok(()) => {
+                for e in tpl.elements() {
+                    let stored = e.offset().to_raw();
+                    if let Some(Some(s)) =
+                        self.sources.get_mut(e.topic()).and_then(|v| v.get_mut(e.partition() as usize))
+                    {
+                        s.stored = stored;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "offset store failed (partition revoked?)"),
         }
     }
 
@@ -504,7 +531,7 @@ impl Worker<'_> {
             decode_errors: self.decode_errors,
             stats: self.pipeline.stats(),
             elapsed: self.started.elapsed(),
-            reading: self.reading.map_or(Duration::ZERO, |(first, last)| last - first),
+            read_span: self.reading,
             latency_ms: self.latency_ms,
             shops: self.pipeline.engine().shop_count(),
         }

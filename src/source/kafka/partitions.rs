@@ -73,6 +73,8 @@ pub(super) struct SourceState {
     pub(super) id: SourceId,
     /// Offset after the last record read; `None` before the first.
     pub(super) next_offset: Option<i64>,
+    /// `next_offset` as last stored in the consumer (see `store_offsets`).
+    pub(super) stored: Option<i64>,
     /// At the end of its log as of the last end-of-partition event.
     pub(super) eof: bool,
     /// The high watermark when the partition was assigned, until the worker
@@ -235,7 +237,7 @@ impl Worker<'_> {
         };
         let records = self.metrics.records.with_label_values(&[topic]);
         let parts = self.sources.entry(topic.to_string()).or_default();
-        parts[p as usize] = Some(SourceState { id, next_offset: None, eof: false, catch_up_to, records });
+        parts[p as usize] = Some(SourceState { id, next_offset: None, stored: None, eof: false, catch_up_to, records });
         self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
         self.pipeline.engine_mut().set_source_shard(id, p as u32);
         self.metrics.partitions.with_label_values(&[topic]).inc();
