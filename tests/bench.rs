@@ -1,0 +1,115 @@
+//! `peakguard bench`: the workload it builds, the in-process runs, and the
+//! whole command against librdkafka's in-process cluster (the figures
+//! themselves are machine-dependent; what is checked is that every record
+//! is accounted for and every figure is reported).
+
+use std::process::Command;
+
+use peakguard::bench::{self, Workload};
+use peakguard::codec::SchemaStore;
+use peakguard::config::Config;
+use peakguard::generator::GeneratorConfig;
+
+fn traffic(shops: usize, minutes: i64) -> GeneratorConfig {
+    GeneratorConfig { shops, duration_ms: minutes * 60_000, base_orders_per_sec: 10.0, ..GeneratorConfig::default() }
+}
+
+/// With `every_shop`, every shop is in the workload (Zipf popularity alone
+/// leaves most unseen); without it, only the generator's traffic.
+#[test]
+fn the_workload_holds_every_shop_when_asked() {
+    let store = SchemaStore::embedded();
+    let all = bench::build(&Workload::Generator { traffic: traffic(5_000, 3), every_shop: true }, &store).unwrap();
+    let zipf = bench::build(&Workload::Generator { traffic: traffic(5_000, 3), every_shop: false }, &store).unwrap();
+    assert_eq!(all.shops, 5_000);
+    assert!(zipf.shops < 5_000, "{} shops from Zipf traffic alone", zipf.shops);
+    assert_eq!(all.records.len(), zipf.records.len() + 5_000, "one warm-up order per shop");
+    // Every record decodes back.
+    for r in &all.records {
+        assert!(peakguard::codec::decode(&store, &r.bytes).is_ok());
+    }
+}
+
+/// A recorded NDJSON file: every valid line becomes a record, a bad one is
+/// skipped and counted.
+#[test]
+fn a_recorded_file_is_a_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sale.ndjson");
+    let status = Command::new(env!("CARGO_BIN_EXE_peakguard"))
+        .args(["generate", "--shops", "300", "--sim-duration", "2m", "--orders-per-sec", "5", "--output"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    std::fs::write(&path, format!("{}not json\n", std::fs::read_to_string(&path).unwrap())).unwrap();
+    let records = bench::build(&Workload::File(path), &SchemaStore::embedded()).unwrap();
+    assert_eq!((records.records.len(), records.skipped), (lines, 1));
+}
+
+/// The in-process runs fold every record, hold every shop, and record one
+/// latency sample per record.
+#[test]
+fn in_process_runs_account_for_every_record() {
+    let store = SchemaStore::embedded();
+    let cfg = Config::with_defaults();
+    let w = bench::build(&Workload::Generator { traffic: traffic(2_000, 5), every_shop: true }, &store).unwrap();
+    let full = bench::hot::full_speed(&w.records, &store, &cfg, 500);
+    assert_eq!((full.records, full.stats.folded, full.undecodable), (w.records.len() as u64, full.records, 0));
+    assert_eq!(full.shops, 2_000);
+    let paced = bench::hot::paced(&w.records, &store, &cfg, 500, 200_000.0);
+    assert_eq!(paced.fold_us.len(), w.records.len() as u64);
+    // Open loop: the run cannot end before the last record has arrived.
+    let last_arrival = (w.records.len() - 1) as f64 / 200_000.0;
+    assert!(paced.elapsed.as_secs_f64() >= last_arrival, "{:?} < {last_arrival} s", paced.elapsed);
+}
+
+/// The in-process cluster keeps 100,000 records a partition: a workload that
+/// may not fit is refused up front, with the way out.
+#[test]
+fn a_workload_too_big_for_the_in_process_cluster_is_refused() {
+    let store = SchemaStore::embedded();
+    let w = bench::build(&Workload::Generator { traffic: traffic(1_000, 10), every_shop: false }, &store).unwrap();
+    assert!(bench::broker::fits_in_process(&w.records, 8).is_ok());
+    // Each partition may hold only a few records: the busiest shop alone does not fit.
+    let many: Vec<bench::Record> = (0..100_001)
+        .map(|i| bench::Record { kind: w.records[0].kind, key: "shop-1".into(), bytes: vec![i as u8] })
+        .collect();
+    let err = bench::broker::fits_in_process(&many, 64).unwrap_err().to_string();
+    assert!(err.contains("--brokers") && err.contains("100000"), "{err}");
+}
+
+/// The whole command against the in-process cluster: every record is read by
+/// the raw loop, by one worker and by two, and every figure is printed.
+#[test]
+fn bench_command_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_peakguard"))
+        .args(["bench", "--shops", "2000", "--orders-per-sec", "10", "--sim-duration", "5m"])
+        .args(["--broker", "--partitions", "4", "--workers", "2"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let records: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("workload: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no workload line: {text}"));
+    assert!(records > 2_000);
+    for line in [
+        format!("({records} records in"),
+        format!("{records} folded, 0 undecodable"),
+        "bytes/shop".to_string(),
+        "arrival -> fold   p50".to_string(),
+        format!("produced     {records} records"),
+        format!("raw consume"),
+        format!("({records} read in"),
+        format!("{records} folded, 0 alerts)"),
+        "% of the raw consume rate".to_string(),
+        "2 workers".to_string(),
+        "x one worker".to_string(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+}
