@@ -103,7 +103,7 @@ fn bench_command_reports_every_figure() {
         "bytes/shop".to_string(),
         "arrival -> fold   p50".to_string(),
         format!("produced     {records} records"),
-        format!("raw consume"),
+        "raw consume".to_string(),
         format!("({records} read in"),
         format!("{records} folded, 0 alerts)"),
         "% of the raw consume rate".to_string(),
