@@ -223,4 +223,8 @@ async fn the_worker_decodes_records_of_registry_schemas() {
     assert_eq!(dead[0].2.get("peakguard.reason").map(String::as_str), Some("unknown_schema_id"));
     let requests = served.requests.lock().unwrap().clone();
     assert_eq!((requests.get(&100), requests.get(&109)), (Some(&1), Some(&1)), "fetched once each: {requests:?}");
+    // The fetches are on /metrics, by result.
+    let fetches = |result: &str| summary.metrics.registry_fetches.with_label_values(&[result]).get();
+    assert_eq!((fetches("fetched"), fetches("unknown_schema_id")), (2, 1));
+    assert_eq!(fetches("schema_registry_unavailable"), 0);
 }

@@ -289,8 +289,16 @@ fn produce(cfg: &Config, records: &[Record], topic: &dyn Fn(EventKind) -> String
     Ok(records.len() as u64)
 }
 
+/// The raw loop's client context: end-of-partition arrives as a "global
+/// error" and is not one.
 struct Quiet;
-impl ClientContext for Quiet {}
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::warn!(error = %error, reason, "librdkafka error in the raw consume loop");
+        }
+    }
+}
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
 /// A plain consume loop, the fastest a client reads these topics: every

@@ -69,6 +69,8 @@ enum Cached {
 /// The client and its cache.
 pub struct Registry {
     cfg: RegistryConfig,
+    /// Told the result of every fetch (for a metric).
+    on_fetch: Option<Box<dyn Fn(&'static str) + Send>>,
     http: reqwest::blocking::Client,
     cache: HashMap<u32, Cached>,
     /// How long a missing id is remembered.
@@ -82,7 +84,14 @@ impl Registry {
             .user_agent(concat!("peakguard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the schema registry HTTP client: {e}"))?;
-        Ok(Registry { cfg, http, cache: HashMap::new(), negative_ttl: Duration::from_secs(60) })
+        Ok(Registry { cfg, http, on_fetch: None, cache: HashMap::new(), negative_ttl: Duration::from_secs(60) })
+    }
+
+    /// Calls `f` with the result of every fetch from the registry:
+    /// `fetched`, or the [`RegistryError::reason`] of the failure.
+    pub fn on_fetch(mut self, f: impl Fn(&'static str) + Send + 'static) -> Registry {
+        self.on_fetch = Some(Box::new(f));
+        self
     }
 
     /// Decodes a body written with `schema_id`, fetching the schema first
@@ -127,14 +136,27 @@ impl Registry {
                 },
                 Err(e @ RegistryError::NotFound { .. }) => Cached::Missing(e, Instant::now() + self.negative_ttl),
                 // Unavailable: not cached, the next record asks again.
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.tell(e.reason());
+                    return Err(e);
+                }
             };
+            self.tell(match &entry {
+                Cached::Writer(_) => "fetched",
+                Cached::Missing(e, _) => e.reason(),
+            });
             self.cache.insert(id, entry);
         }
         match self.cache.get(&id) {
             Some(Cached::Writer(w)) => Ok(w),
             Some(Cached::Missing(e, _)) => Err(e.clone()),
             None => unreachable!("inserted above"),
+        }
+    }
+
+    fn tell(&self, result: &'static str) {
+        if let Some(f) = &self.on_fetch {
+            f(result);
         }
     }
 

@@ -62,6 +62,11 @@ pub struct Metrics {
     /// transaction markers make gaps; anything else is data the broker did
     /// not deliver.
     pub offset_gaps: IntCounterVec,
+    /// `peakguard_schema_registry_fetches_total{result}`: writer schemas asked
+    /// of the schema registry, by outcome (`fetched`, `unknown_schema_id`,
+    /// `unusable_schema`, `schema_registry_unavailable`). Only ids the local
+    /// schema store lacks are asked, once each while cached.
+    pub registry_fetches: IntCounterVec,
     /// `peakguard_repartitioned_records_total{target}`: records re-keyed by
     /// shop by the repartition stage.
     pub repartitioned: IntCounterVec,
@@ -186,6 +191,14 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
+        let registry_fetches = IntCounterVec::new(
+            Opts::new(
+                "peakguard_schema_registry_fetches_total",
+                "Writer schemas fetched from the schema registry, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let repartitioned = IntCounterVec::new(
             Opts::new("peakguard_repartitioned_records_total", "Records re-keyed by shop into a target topic"),
             &["target"],
@@ -261,6 +274,7 @@ impl Metrics {
         registry.register(Box::new(partitions.clone())).expect("unique metric");
         registry.register(Box::new(records.clone())).expect("unique metric");
         registry.register(Box::new(offset_gaps.clone())).expect("unique metric");
+        registry.register(Box::new(registry_fetches.clone())).expect("unique metric");
         registry.register(Box::new(categories_not_exported.clone())).expect("unique metric");
         registry.register(Box::new(dedup_evicted.clone())).expect("unique metric");
         // Pre-create the bounded label sets so dashboards see zeros, not gaps.
@@ -288,6 +302,7 @@ impl Metrics {
             partitions,
             records,
             offset_gaps,
+            registry_fetches,
             repartitioned,
             event_latency,
             scopes_text: RwLock::default(),

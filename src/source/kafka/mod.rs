@@ -151,7 +151,11 @@ pub fn run_worker(
         warn!("checkpoints are off ([checkpoint] dir and topic are empty): a restart rebuilds windows from the committed offsets on");
     }
     let registry = match cfg.schemas.registry() {
-        Some(r) => Some(codec::registry::Registry::new(r).map_err(SourceError::Registry)?),
+        Some(r) => {
+            let fetches = metrics.registry_fetches.clone();
+            let registry = codec::registry::Registry::new(r).map_err(SourceError::Registry)?;
+            Some(registry.on_fetch(move |result| fetches.with_label_values(&[result]).inc()))
+        }
         None => None,
     };
     let mut cc = client_config(cfg);
