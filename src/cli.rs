@@ -114,6 +114,12 @@ pub enum Command {
         /// Partitions per event topic for --broker.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
+        /// In-process runs read the records as one consumer of this many
+        /// partitions per topic catching up on a backlog would (chunks per
+        /// partition in turn, event time jumping between them); 0: in
+        /// event-time order.
+        #[arg(long, default_value_t = 0)]
+        interleave: u64,
         /// With --broker: also read with this many workers at once (each its
         /// own consumer in one group) and report the scaling over one.
         #[arg(long, default_value_t = 1, requires = "broker", value_parser = clap::value_parser!(u64).range(1..=256))]

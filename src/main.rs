@@ -155,7 +155,7 @@ async fn run() -> anyhow::Result<()> {
                 summary.alerts.len()
             );
         }
-        Command::Bench { input, config, traffic, batch, load, broker, brokers, partitions, workers } => {
+        Command::Bench { input, config, traffic, batch, load, broker, brokers, partitions, workers, interleave } => {
             let cfg = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::with_defaults(),
@@ -173,6 +173,7 @@ async fn run() -> anyhow::Result<()> {
                 broker: broker.then_some(brokers),
                 partitions,
                 workers: workers as usize,
+                interleave: interleave as usize,
             };
             let store = load_store(&cfg)?;
             let text = bench::run(opts, cfg, store).await?;

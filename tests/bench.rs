@@ -113,3 +113,32 @@ fn bench_command_reports_every_figure() {
         assert!(text.contains(&line), "no {line:?} in:\n{text}");
     }
 }
+
+/// Interleaving keeps every record once and each shop's records in order
+/// (a shop is in one partition), but breaks event-time order across shops.
+#[test]
+fn interleaving_keeps_every_record_and_each_shops_order() {
+    let store = SchemaStore::embedded();
+    let w = bench::build(&Workload::Generator { traffic: traffic(500, 5), every_shop: false }, &store).unwrap();
+    let tagged: Vec<bench::Record> = w
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| bench::Record { kind: r.kind, key: r.key.clone(), bytes: (i as u64).to_le_bytes().to_vec() })
+        .collect();
+    let n = tagged.len();
+    let out = bench::interleave(tagged, 8, 50);
+    let index = |r: &bench::Record| u64::from_le_bytes(r.bytes[..8].try_into().unwrap());
+    let mut seen: Vec<u64> = out.iter().map(index).collect();
+    let out_of_order = seen.windows(2).filter(|w| w[1] < w[0]).count();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n as u64).collect::<Vec<_>>(), "every record exactly once");
+    assert!(out_of_order > 0, "event-time order across partitions is broken");
+    let mut last: std::collections::HashMap<(String, usize), u64> = Default::default();
+    for r in &out {
+        let key = (r.key.to_string(), r.kind as usize);
+        if let Some(prev) = last.insert(key, index(r)) {
+            assert!(prev < index(r), "a shop's records stay in order");
+        }
+    }
+}

@@ -48,6 +48,10 @@ pub struct Record {
     pub bytes: Vec<u8>,
 }
 
+/// Records a partition hands over per turn in [`interleave`] (about what a
+/// fetch response of one partition holds).
+const INTERLEAVE_CHUNK: usize = 500;
+
 /// Every shop's first order falls in this span after the start.
 const WARM_UP_MS: i64 = 10 * 60_000;
 
@@ -144,6 +148,33 @@ pub fn build(workload: &Workload, store: &SchemaStore) -> Result<Records, BenchE
     Ok(Records { records, shops: shops.len(), skipped })
 }
 
+/// Reorders `records` the way one consumer of `partitions` partitions (per
+/// topic) reads a backlog: each record goes to a partition by its kind and
+/// key, and partitions hand over `chunk` records at a time in turn, so
+/// event time jumps back and forth between chunks. Order within a partition
+/// is kept.
+pub fn interleave(records: Vec<Record>, partitions: usize, chunk: usize) -> Vec<Record> {
+    use std::hash::{Hash, Hasher};
+    let partitions = partitions.max(1);
+    let mut queues: Vec<std::collections::VecDeque<Record>> = Vec::new();
+    queues.resize_with(partitions * 8, Default::default);
+    for r in records {
+        let mut h = rustc_hash::FxHasher::default();
+        r.key.hash(&mut h);
+        let q = (r.kind as usize) * partitions + (h.finish() as usize % partitions);
+        queues[q].push_back(r);
+    }
+    let mut out = Vec::new();
+    while queues.iter().any(|q| !q.is_empty()) {
+        for q in queues.iter_mut() {
+            for _ in 0..chunk.min(q.len()) {
+                out.extend(q.pop_front());
+            }
+        }
+    }
+    out
+}
+
 /// What `peakguard bench` runs.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -159,6 +190,9 @@ pub struct BenchOptions {
     pub partitions: i32,
     /// Workers of the scaling run against the broker (1: none).
     pub workers: usize,
+    /// In-process runs read the records as one consumer of this many
+    /// partitions per topic would (see [`interleave`]); 0: event-time order.
+    pub interleave: usize,
 }
 
 /// Runs every part of the bench; returns the report. Progress goes to stderr.
@@ -171,9 +205,23 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
     let mut out = describe(&records, &cfg);
     let _ = writeln!(out, "batch {} records; load of the latency run {:.0}%", opts.batch, opts.load * 100.0);
     let records = Arc::new(records.records);
+    // The broker part produces in event-time order; the in-process runs may
+    // read as a consumer of many partitions would.
+    let in_process = if opts.interleave > 0 {
+        let _ = writeln!(
+            out,
+            "in-process order: as one consumer of {} partitions per topic reads a backlog ({INTERLEAVE_CHUNK} records a turn)",
+            opts.interleave
+        );
+        let shuffled: Vec<Record> =
+            records.iter().map(|r| Record { kind: r.kind, key: r.key.clone(), bytes: r.bytes.clone() }).collect();
+        Arc::new(interleave(shuffled, opts.interleave, INTERLEAVE_CHUNK))
+    } else {
+        records.clone()
+    };
 
     eprintln!("in-process, full speed ...");
-    let (r, s, c, batch) = (records.clone(), store.clone(), cfg.clone(), opts.batch);
+    let (r, s, c, batch) = (in_process.clone(), store.clone(), cfg.clone(), opts.batch);
     let full = tokio::task::spawn_blocking(move || hot::full_speed(&r, &s, &c, batch))
         .await
         .map_err(|e| BenchError::Broker(format!("the bench thread failed: {e}")))?;
@@ -202,7 +250,8 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
 
     let offered = max_rate * opts.load.clamp(0.01, 1.0);
     eprintln!("in-process, paced at {offered:.0} events/s ...");
-    let (r, s, c) = (records.clone(), store.clone(), cfg.clone());
+    let (r, s, c) = (in_process.clone(), store.clone(), cfg.clone());
+    drop(in_process);
     let paced = tokio::task::spawn_blocking(move || hot::paced(&r, &s, &c, batch, offered))
         .await
         .map_err(|e| BenchError::Broker(format!("the bench thread failed: {e}")))?;
