@@ -74,7 +74,7 @@ fn a_workload_too_big_for_the_in_process_cluster_is_refused() {
     assert!(bench::broker::fits_in_process(&w.records, 8).is_ok());
     // Each partition may hold only a few records: the busiest shop alone does not fit.
     let many: Vec<bench::Record> = (0..100_001)
-        .map(|i| bench::Record { kind: w.records[0].kind, key: "shop-1".into(), bytes: vec![i as u8] })
+        .map(|i| bench::Record { kind: w.records[0].kind, source: 0, key: "shop-1".into(), bytes: vec![i as u8] })
         .collect();
     let err = bench::broker::fits_in_process(&many, 64).unwrap_err().to_string();
     assert!(err.contains("--brokers") && err.contains("100000"), "{err}");
@@ -124,7 +124,12 @@ fn interleaving_keeps_every_record_and_each_shops_order() {
         .records
         .iter()
         .enumerate()
-        .map(|(i, r)| bench::Record { kind: r.kind, key: r.key.clone(), bytes: (i as u64).to_le_bytes().to_vec() })
+        .map(|(i, r)| bench::Record {
+            kind: r.kind,
+            source: 0,
+            key: r.key.clone(),
+            bytes: (i as u64).to_le_bytes().to_vec(),
+        })
         .collect();
     let n = tagged.len();
     let out = bench::interleave(tagged, 8, 50);

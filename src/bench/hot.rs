@@ -50,9 +50,13 @@ pub struct Paced {
     pub alert_us: Histogram<u64>,
 }
 
-fn new_pipeline(cfg: &Config) -> Pipeline {
+/// A pipeline with every source of `records` assigned.
+fn new_pipeline(cfg: &Config, records: &[Record]) -> Pipeline {
     let mut p = Pipeline::new(cfg.engine_config(), cfg.rule_book());
-    p.assign(SourceId(0), 0);
+    let sources = records.iter().map(|r| r.source).max().unwrap_or(0);
+    for s in 0..=sources {
+        p.assign(SourceId(s), 0);
+    }
     p
 }
 
@@ -62,7 +66,7 @@ fn new_pipeline(cfg: &Config) -> Pipeline {
 fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, buf: &mut Event, proc_now: i64) -> bool {
     match codec::decode_into(store, &r.bytes, buf) {
         Ok(()) => {
-            p.ingest(SourceId(0), buf, proc_now);
+            p.ingest(SourceId(r.source), buf, proc_now);
             true
         }
         Err(_) => false,
@@ -72,7 +76,7 @@ fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, buf: &mut Event, pr
 /// Runs every record through a fresh pipeline as fast as it goes.
 pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize) -> FullSpeed {
     let rss_before = rss_bytes();
-    let mut p = new_pipeline(cfg);
+    let mut p = new_pipeline(cfg, records);
     let mut alerts = Vec::new();
     let mut undecodable = 0;
     let mut buf = Event::buffer();
@@ -104,7 +108,7 @@ pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: 
 /// Feeds every record to a fresh pipeline at `rate` records/s, in batches of
 /// at most `batch` records that have arrived.
 pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize, rate: f64) -> Paced {
-    let mut p = new_pipeline(cfg);
+    let mut p = new_pipeline(cfg, records);
     let (mut fold_us, mut alert_us) = (histogram(), histogram());
     let mut alerts = Vec::new();
     let ns_per_record = 1e9 / rate.max(1.0);

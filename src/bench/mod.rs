@@ -44,6 +44,10 @@ pub enum Workload {
 /// One encoded record, as a consumer would read it.
 pub struct Record {
     pub kind: EventKind,
+    /// The partition (of any topic) an in-process run reads it from: 0,
+    /// or one per (kind, partition) after [`interleave`]; each is its own
+    /// watermark source, as in the worker.
+    pub source: u32,
     pub key: Box<str>,
     pub bytes: Vec<u8>,
 }
@@ -102,7 +106,7 @@ pub fn build(workload: &Workload, store: &SchemaStore) -> Result<Records, BenchE
             if !shops.contains(e.shop_id.as_str()) {
                 shops.insert(e.shop_id.clone());
             }
-            records.push(Record { kind: e.kind(), key: e.shop_id.as_str().into(), bytes });
+            records.push(Record { kind: e.kind(), source: 0, key: e.shop_id.as_str().into(), bytes });
             true
         }
         Err(_) => false,
@@ -152,7 +156,8 @@ pub fn build(workload: &Workload, store: &SchemaStore) -> Result<Records, BenchE
 /// topic) reads a backlog: each record goes to a partition by its kind and
 /// key, and partitions hand over `chunk` records at a time in turn, so
 /// event time jumps back and forth between chunks. Order within a partition
-/// is kept.
+/// is kept; each record's `source` becomes its partition, so the watermark
+/// is the slowest partition's, as in the worker.
 pub fn interleave(records: Vec<Record>, partitions: usize, chunk: usize) -> Vec<Record> {
     use std::hash::{Hash, Hasher};
     let partitions = partitions.max(1);
@@ -162,7 +167,7 @@ pub fn interleave(records: Vec<Record>, partitions: usize, chunk: usize) -> Vec<
         let mut h = rustc_hash::FxHasher::default();
         r.key.hash(&mut h);
         let q = (r.kind as usize) * partitions + (h.finish() as usize % partitions);
-        queues[q].push_back(r);
+        queues[q].push_back(Record { source: q as u32, ..r });
     }
     let mut out = Vec::new();
     while queues.iter().any(|q| !q.is_empty()) {
@@ -213,8 +218,10 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
             "in-process order: as one consumer of {} partitions per topic reads a backlog ({INTERLEAVE_CHUNK} records a turn)",
             opts.interleave
         );
-        let shuffled: Vec<Record> =
-            records.iter().map(|r| Record { kind: r.kind, key: r.key.clone(), bytes: r.bytes.clone() }).collect();
+        let shuffled: Vec<Record> = records
+            .iter()
+            .map(|r| Record { kind: r.kind, source: 0, key: r.key.clone(), bytes: r.bytes.clone() })
+            .collect();
         Arc::new(interleave(shuffled, opts.interleave, INTERLEAVE_CHUNK))
     } else {
         records.clone()
