@@ -244,3 +244,27 @@ fn pending_lists_are_per_window() {
         assert!(alerts.is_empty(), "{alerts:?}");
     }
 }
+
+/// `[topk] k = 0` turns the top-K off: no lists, and nothing breaks when the
+/// worker asks for them (it used to index an empty candidate table).
+#[test]
+fn top_k_off_gives_no_lists() {
+    let mut p = pipeline().with_top_k(TopKConfig { k: 0, ..TopKConfig::default() });
+    p.assign(ORDERS, 0);
+    let mut alerts = Vec::new();
+    for m in 0..5 {
+        for i in 0..40 {
+            p.ingest(ORDERS, &ev("s", m * 40 + i, T0 + m as i64 * MINUTE + i as i64 * 1_000, i % 5 == 0), 0);
+        }
+        p.tick(0, &mut alerts);
+    }
+    p.finish(&mut alerts);
+    assert!(p.top_k().is_empty());
+    let mut on = pipeline().with_top_k(TopKConfig { min_denominator: 1, ..TopKConfig::default() });
+    on.assign(ORDERS, 0);
+    for i in 0..40 {
+        on.ingest(ORDERS, &ev("s", i, T0 + i as i64 * 1_000, i % 5 == 0), 0);
+    }
+    on.finish(&mut alerts);
+    assert!(!on.top_k().is_empty(), "with k > 0 the lists are there");
+}

@@ -124,6 +124,9 @@ impl TopK {
 
     /// Re-reads every candidate at `ends` and returns the lists (metric-major).
     pub fn refresh(&mut self, engine: &Engine, ends: &[i64], window_names: &[String], end_ms: &[i64]) -> Vec<TopList> {
+        if !self.enabled() {
+            return Vec::new(); // `k = 0`: no lists (and no candidates to index)
+        }
         let mut lists = Vec::with_capacity(self.candidates.len());
         for (m, metric) in self.cfg.metrics.clone().into_iter().enumerate() {
             for w in 0..self.windows {

@@ -77,8 +77,8 @@ pub struct WorkerReport {
     pub decode_errors: u64,
     pub stats: PipelineStats,
     pub elapsed: Duration,
-    /// When the first and the last record were read (group join and
-    /// restores come before).
+    /// From the start of the first poll batch that had records to the end
+    /// of the last (group join and restores come before).
     pub read_span: Option<(Instant, Instant)>,
     /// Producer timestamp -> folded, in milliseconds.
     pub latency_ms: Histogram<u64>,
@@ -122,7 +122,7 @@ struct Worker<'a> {
     records: u64,
     decode_errors: u64,
     started: Instant,
-    /// When the first and the latest record were read.
+    /// When the first batch with records started and the latest ended.
     reading: Option<(Instant, Instant)>,
     /// The buffer every record is decoded into (its strings are reused).
     event: crate::event::Event,
@@ -276,6 +276,9 @@ impl Worker<'_> {
                 timeout = Duration::ZERO;
             }
             if n > 0 {
+                // First and last read, to a batch.
+                let now = Instant::now();
+                self.reading = Some(self.reading.map_or((batch_start, now), |(first, _)| (first, now)));
                 self.store_offsets(consumer);
                 self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
             }
@@ -347,8 +350,6 @@ impl Worker<'_> {
         counters: &crate::metrics::EventCounters,
     ) {
         self.records += 1;
-        let now = Instant::now();
-        self.reading = Some(self.reading.map_or((now, now), |(first, _)| (first, now)));
         let topic = msg.topic();
         let partition = msg.partition();
         if !matches!(self.sources.get(topic).and_then(|v| v.get(partition as usize)), Some(Some(_))) {

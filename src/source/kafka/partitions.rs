@@ -135,8 +135,18 @@ impl Worker<'_> {
     }
 
     /// The consumer's local position in a partition (no network call).
+    /// Asks for that one partition: `Consumer::position` copies the whole
+    /// assignment (a round trip to librdkafka's group thread) every call.
     pub(super) fn position(consumer: &BaseConsumer<RebalanceLog>, topic: &str, p: i32) -> Option<i64> {
-        let tpl = consumer.position().ok()?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(topic, p);
+        // SAFETY: the client pointer is valid for the consumer's lifetime and
+        // `tpl` is a live list owned here; librdkafka only writes the offsets
+        // of the partitions it holds.
+        let err = unsafe { rdkafka::bindings::rd_kafka_position(consumer.client().native_ptr(), tpl.ptr()) };
+        if err != rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
         tpl.find_partition(topic, p)?.offset().to_raw().filter(|o| *o >= 0)
     }
 
