@@ -5,10 +5,20 @@ use rdkafka::ClientConfig;
 
 use crate::config::Config;
 
-/// librdkafka client settings shared by the consumer and producers.
+/// How long librdkafka waits before fetching a partition again once the
+/// consumer's queue holds `queued.min.messages` (100,000 by default) records.
+/// librdkafka's default is 1,000 ms; a worker drains 100,000 records in
+/// well under that, and then sat idle for the rest of the second with its
+/// queue empty (measured: 0.86 s of a 1.17 s read). `kafka.properties` can
+/// still set it.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
+/// librdkafka client settings shared by the consumers; `kafka.properties`
+/// come last, so they override the defaults set here.
 pub fn client_config(cfg: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.kafka.brokers);
+    c.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     for (k, v) in &cfg.kafka.properties {
         c.set(k, v);
     }
@@ -29,6 +39,7 @@ const CONSUMER_ONLY: &[&str] = &[
     "fetch.wait.max.ms",
     "max.partition.fetch.bytes",
     "queued.min.messages",
+    "fetch.queue.backoff.ms",
     "queued.max.messages.kbytes",
 ];
 
@@ -40,4 +51,19 @@ pub fn producer_config(cfg: &Config) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_refetch_soon_unless_configured_otherwise() {
+        let mut cfg = Config::default();
+        assert_eq!(client_config(&cfg).get("fetch.queue.backoff.ms"), Some(FETCH_QUEUE_BACKOFF_MS));
+        assert_eq!(producer_config(&cfg).get("fetch.queue.backoff.ms"), None);
+        cfg.kafka.properties.insert("fetch.queue.backoff.ms".into(), "250".into());
+        assert_eq!(client_config(&cfg).get("fetch.queue.backoff.ms"), Some("250"));
+        assert_eq!(producer_config(&cfg).get("fetch.queue.backoff.ms"), None);
+    }
 }
