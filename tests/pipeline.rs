@@ -268,3 +268,96 @@ fn top_k_off_gives_no_lists() {
     on.finish(&mut alerts);
     assert!(!on.top_k().is_empty(), "with k > 0 the lists are there");
 }
+
+mod visit_budget {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Every alert transition, by fingerprint, in the order emitted.
+    fn by_incident(alerts: &[Alert]) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for a in alerts {
+            out.entry(a.fingerprint.clone()).or_default().push(format!(
+                "{:?} {} {:?} {}/{} {}",
+                a.status, a.starts_at, a.ends_at, a.numerator, a.denominator, a.window
+            ));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Spreading a bucket end's visits over many calls (as few as one
+        /// shop a call) changes when alerts come out, never which: each
+        /// incident goes through the same transitions, with the same
+        /// numbers, as when every shop is visited at once.
+        #[test]
+        fn spreading_visits_changes_no_alert(
+            shops in proptest::collection::vec(0u32..70, 2..7),
+            steps in proptest::collection::vec((0usize..7, 0i64..8_000, any::<bool>(), 0u8..4), 300..1500),
+            budget in 1usize..4,
+        ) {
+            let mut cfg = Config::with_defaults();
+            // Low volume floors and a `for` / `keep_firing_for`, so incidents
+            // go through pending, firing and resolved.
+            let rule = &mut cfg.rules[0];
+            (rule.min_orders, rule.min_refunds) = (5, 2);
+            rule.for_ = std::time::Duration::from_secs(120);
+            rule.keep_firing_for = std::time::Duration::from_secs(60);
+            let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules())
+                .with_top_k(TopKConfig::default());
+            let mut spread = Pipeline::new(cfg.engine_config(), cfg.rate_rules())
+                .with_top_k(TopKConfig::default())
+                .with_visit_budget(budget);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for p in [&mut whole, &mut spread] {
+                p.assign(ORDERS, 0);
+            }
+            let mut t = T0;
+            for (n, &(shop, dt, refund_roll, action)) in steps.iter().enumerate() {
+                let shop_n = shop % shops.len();
+                // Shop i refunds about shops[i] % of its orders.
+                let refund = refund_roll && (n as u32 % 100) < shops[shop_n];
+                t += dt;
+                let e = ev(&format!("shop-{shop_n}"), n, t, refund);
+                whole.ingest(ORDERS, &e, n as i64);
+                spread.ingest(ORDERS, &e, n as i64);
+                if action == 0 {
+                    whole.tick(n as i64, &mut a);
+                    spread.tick(n as i64, &mut b);
+                } else {
+                    spread.work(&mut b);
+                }
+            }
+            whole.finish(&mut a);
+            spread.finish(&mut b);
+            prop_assert!(a.len() == b.len(), "{} alerts at once, {} spread", a.len(), b.len());
+            prop_assert_eq!(by_incident(&a), by_incident(&b));
+        }
+    }
+
+    /// A round left unfinished is finished before the next bucket end's
+    /// round starts, and `work` drains it a budget at a time.
+    #[test]
+    fn work_drains_a_round_a_budget_at_a_time() {
+        let cfg = Config::with_defaults();
+        let mut p = Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_visit_budget(3);
+        p.assign(ORDERS, 0);
+        let mut out = Vec::new();
+        for s in 0..10 {
+            p.ingest(ORDERS, &ev(&format!("s{s}"), s, T0 + 1_000, false), 0);
+        }
+        // Event time moves past the first minute (and the lateness).
+        p.ingest(ORDERS, &ev("s0", 99, T0 + 10 * MINUTE, false), 0);
+        p.tick(1, &mut out);
+        let left = p.work(&mut out);
+        assert!(left > 0 && left < 10, "{left} shops left after a tick and one call");
+        let mut calls = 0;
+        while p.work(&mut out) > 0 {
+            calls += 1;
+            assert!(calls < 10, "work makes no progress");
+        }
+        assert!(calls >= 1);
+    }
+}

@@ -1,6 +1,7 @@
 //! The whole in-process hot path on one thread: Confluent-framed Avro bytes
 //! in, alerts out (decode, fold, rules), batched like the Kafka worker
-//! (rules tick after every batch).
+//! (rules tick after every batch, and visit at most
+//! [`VISIT_BUDGET`] shops a batch).
 //!
 //! * [`full_speed`]: as fast as it goes; events/s, and resident memory of
 //!   the state it built.
@@ -21,7 +22,7 @@ use crate::codec::{self, SchemaStore};
 use crate::config::Config;
 use crate::engine::SourceId;
 use crate::event::Event;
-use crate::pipeline::{Pipeline, PipelineStats};
+use crate::pipeline::{Pipeline, PipelineStats, VISIT_BUDGET};
 
 /// What a full-speed run did.
 pub struct FullSpeed {
@@ -52,7 +53,7 @@ pub struct Paced {
 
 /// A pipeline with every source of `records` assigned.
 fn new_pipeline(cfg: &Config, records: &[Record]) -> Pipeline {
-    let mut p = Pipeline::new(cfg.engine_config(), cfg.rule_book());
+    let mut p = Pipeline::new(cfg.engine_config(), cfg.rule_book()).with_visit_budget(VISIT_BUDGET);
     let sources = records.iter().map(|r| r.source).max().unwrap_or(0);
     for s in 0..=sources {
         p.assign(SourceId(s), 0);
@@ -89,6 +90,7 @@ pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: 
             }
         }
         p.tick(proc_now, &mut alerts);
+        p.work(&mut alerts);
     }
     p.finish(&mut alerts);
     let elapsed = start.elapsed();
@@ -139,6 +141,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         }
         let before = alerts.len();
         p.tick(proc_now, &mut alerts);
+        p.work(&mut alerts);
         if alerts.len() > before {
             let waited = start.elapsed().saturating_sub(arrival(i));
             for _ in before..alerts.len() {

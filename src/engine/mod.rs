@@ -18,6 +18,7 @@
 
 pub mod counts;
 pub mod dedup;
+mod pending;
 pub mod scope;
 pub mod shard;
 pub mod watermark;
@@ -210,6 +211,9 @@ pub struct Engine {
     /// newest bucket. A window drains only its own list when it completes a
     /// bucket, so a day-long window's backlog is not revisited every minute.
     pending: Vec<Vec<Box<str>>>,
+    /// Per window: the shops of the evaluation round in progress (see
+    /// `pending.rs`); they keep their pending bit until visited.
+    rounds: Vec<Vec<Box<str>>>,
     /// Bit `w`: window `w` keeps a pending list (something reads it per shop).
     tracked: u32,
     watermark: WatermarkTracker,
@@ -259,6 +263,7 @@ impl Engine {
             category_scopes: Vec::new(),
             platform: None,
             pending: vec![Vec::new(); n_windows],
+            rounds: vec![Vec::new(); n_windows],
             tracked: all_windows(n_windows),
             watermark,
             source_shards: Vec::new(),
@@ -414,70 +419,6 @@ impl Engine {
         self.category_ids.insert(name.into(), id);
         self.category_scopes.push(ScopeState::new(&self.layout, t, true));
         id
-    }
-
-    /// Visits every shop changed since window `w`'s rules last saw all of
-    /// its data. A shop stays pending for `w` while `visit` returns true for
-    /// it. `visit(shop_id, category name, shop, category, pending_until)`.
-    pub fn drain_pending(
-        &mut self,
-        w: usize,
-        mut visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool,
-    ) {
-        let Some(list) = self.pending.get_mut(w) else { return };
-        let mut i = 0;
-        while i < list.len() {
-            let key = &list[i];
-            let keep = match self.shops.get_mut(key) {
-                Some(shop) => {
-                    let category = self.categories.get(shop.category as usize).map_or("", |c| c);
-                    let view = ScopeView { layout: &self.layout, scope: &shop.scope };
-                    let cat = ScopeView { layout: &self.layout, scope: &self.category_scopes[shop.category as usize] };
-                    let keep = visit(key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN));
-                    if !keep {
-                        shop.pending_in &= !(1 << w);
-                        if shop.pending_in == 0 {
-                            shop.pending_until = None;
-                        }
-                    }
-                    keep
-                }
-                None => false,
-            };
-            if keep {
-                i += 1;
-            } else {
-                list.swap_remove(i);
-            }
-        }
-    }
-
-    /// Keeps pending lists only for the windows in `mask` (bit `w`: window
-    /// `w`): those whose shops something evaluates (shop rules, top-K).
-    /// Lists of windows left out are emptied; a window added starts with
-    /// the shops folded into from now on.
-    pub fn track_pending(&mut self, mask: u32) {
-        let mask = mask & all_windows(self.pending.len());
-        let dropped = self.tracked & !mask;
-        self.tracked = mask;
-        for (w, list) in self.pending.iter_mut().enumerate() {
-            if dropped & (1 << w) == 0 {
-                continue;
-            }
-            for key in list.drain(..) {
-                if let Some(shop) = self.shops.get_mut(&key) {
-                    shop.pending_in &= !(1 << w);
-                    if shop.pending_in == 0 {
-                        shop.pending_until = None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Shops pending for window `w` (see [`Engine::drain_pending`]).
-    pub fn pending_len(&self, w: usize) -> usize {
-        self.pending.get(w).map_or(0, Vec::len)
     }
 
     /// Drops shops whose windows are all empty as of the watermark; returns how many.

@@ -28,6 +28,12 @@ use crate::engine::{Engine, EngineConfig, Fold, ScopeView, SourceId, WindowSpec}
 use crate::event::{Event, Millis};
 use crate::rules::{fingerprint, Alert, AlertStatus, NotifyGate, RuleBook, RuleSet, Scope};
 
+/// Shops the Kafka worker (and `peakguard bench`) visit for rules per tick
+/// or per batch of records at most ([`Pipeline::with_visit_budget`]): as
+/// many as the largest poll batch, so evaluation keeps pace with folding
+/// (a window visits a shop at most once per bucket it was folded into).
+pub const VISIT_BUDGET: usize = 4096;
+
 /// Running totals of what a pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipelineStats {
@@ -52,6 +58,19 @@ pub struct Pipeline {
     gate: NotifyGate,
     phase_baselines: PhaseBaselines,
     topk: TopK,
+    /// Per window: the evaluation round in progress, if any.
+    rounds: Vec<Option<Round>>,
+    /// Shops a tick or [`Pipeline::work`] visits at most.
+    visit_budget: usize,
+}
+
+/// One window's evaluation of its pending shops at the bucket ends
+/// `from..=end` (see `engine/pending.rs`).
+struct Round {
+    from: i64,
+    end: i64,
+    /// Shops visited, when some alert is active (for `evaluate_unseen`).
+    seen: HashSet<Box<str>>,
 }
 
 impl Pipeline {
@@ -73,6 +92,8 @@ impl Pipeline {
             gate: NotifyGate::default(),
             phase_baselines: PhaseBaselines::default(),
             topk: TopK::new(TopKConfig { k: 0, ..TopKConfig::default() }, n_windows),
+            rounds: (0..n_windows).map(|_| None).collect(),
+            visit_budget: usize::MAX,
         };
         p.track_pending();
         p
@@ -108,6 +129,17 @@ impl Pipeline {
         let end_ms: Vec<i64> = ends.iter().zip(&self.windows).map(|(k, w)| (k + 1) * w.step_ms).collect();
         let names: Vec<String> = self.windows.iter().map(|w| w.name.clone()).collect();
         self.topk.refresh(&self.engine, &ends, &names, &end_ms)
+    }
+
+    /// Spreads the rule evaluations of a completed bucket over calls: a
+    /// tick (and each [`Pipeline::work`]) visits at most `shops` shops,
+    /// and the rest wait for the next call, so a minute that touched
+    /// 100,000 shops does not stall the reading of records. A round still
+    /// unfinished when the window completes its next bucket is finished
+    /// first. Unlimited by default (replays, tests).
+    pub fn with_visit_budget(mut self, shops: usize) -> Pipeline {
+        self.visit_budget = shops.max(1);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -232,6 +264,10 @@ impl Pipeline {
         self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
         self.evaluate_through(&ends, out);
+        let before = out.len();
+        self.drain_rounds(None, usize::MAX, out);
+        self.gate.pass(out, before);
+        self.count(out, before);
     }
 
     /// Drops shops with empty windows; returns how many.
@@ -266,19 +302,51 @@ impl Pipeline {
             }
         }
         let before = out.len();
-        let (windows, phase_baselines) = (&self.windows, &self.phase_baselines);
-        let rules = &mut self.rules;
-        let topk = &mut self.topk;
-        let track_seen = rules.active_count() > 0;
-        // Per window: shops its rules visited at this tick.
-        let mut seen: Vec<HashSet<Box<str>>> = vec![HashSet::new(); windows.len()];
         for (w, span) in spans.iter().enumerate() {
             let Some((from, end)) = *span else { continue };
+            // A round still in progress is finished first: each shop must
+            // see this window's bucket ends in order.
+            self.drain_rounds(Some(w), usize::MAX, out);
+            self.engine.begin_round(w);
+            self.rounds[w] = Some(Round { from, end, seen: HashSet::new() });
+        }
+        self.drain_rounds(None, self.visit_budget, out);
+        self.evaluate_scopes(&spans, out);
+        self.gate.pass(out, before);
+        self.count(out, before);
+    }
+
+    /// Goes on with the rounds in progress, visiting at most the visit
+    /// budget of shops (see [`Pipeline::with_visit_budget`]); the worker
+    /// calls this between batches of records. Returns the shops left.
+    pub fn work(&mut self, out: &mut Vec<Alert>) -> usize {
+        let before = out.len();
+        self.drain_rounds(None, self.visit_budget, out);
+        self.gate.pass(out, before);
+        self.count(out, before);
+        (0..self.windows.len()).map(|w| self.engine.round_len(w)).sum()
+    }
+
+    /// Visits up to `budget` shops of the rounds in progress (of window
+    /// `only`, or of every window), and closes each round that empties.
+    fn drain_rounds(&mut self, only: Option<usize>, mut budget: usize, out: &mut Vec<Alert>) {
+        for w in 0..self.windows.len() {
+            if only.is_some_and(|o| o != w) {
+                continue;
+            }
+            let Some(round) = self.rounds[w].as_mut() else { continue };
+            let (from, end) = (round.from, round.end);
+            let seen = &mut round.seen;
+            let (windows, phase_baselines) = (&self.windows, &self.phase_baselines);
+            let rules = &mut self.rules;
+            let topk = &mut self.topk;
+            let track_seen = rules.active_count() > 0;
             let step_ms = windows[w].step_ms;
-            let seen = &mut seen[w];
+            let mut visited = 0;
             // Only the shops folded into since this window last read their
             // newest bucket: its rules read nothing else new.
-            self.engine.drain_pending(w, |shop_id, category, shop, cat, newest| {
+            let left = self.engine.drain_round(w, budget, |shop_id, category, shop, cat, newest| {
+                visited += 1;
                 for r in 0..rules.rules().len() {
                     let rule = &rules.rules()[r];
                     if rule.window != w || rule.scope != Scope::Shop {
@@ -300,36 +368,44 @@ impl Pipeline {
                 // Pending for this window until it has evaluated the newest bucket.
                 bucket_of(newest, step_ms) > end
             });
+            budget = budget.saturating_sub(visited);
+            if left == 0 {
+                if let Some(round) = self.rounds[w].take() {
+                    self.evaluate_unseen(w, &round, out);
+                }
+            }
+            if budget == 0 {
+                break;
+            }
         }
-        // Pending and firing alerts of shops without new events: their windows
-        // drain, and `for` / `keep_firing_for` run out.
+    }
+
+    /// Pending and firing alerts of window `w`'s shop rules for shops its
+    /// round did not visit (no new events): their windows drain, and `for`
+    /// / `keep_firing_for` run out.
+    fn evaluate_unseen(&mut self, w: usize, round: &Round, out: &mut Vec<Alert>) {
         let rules = &self.rules;
         let firing: Vec<(usize, Box<str>)> = rules
             .active()
             .filter(|(r, s)| {
                 let rule = &rules.rules()[*r];
-                rule.scope == Scope::Shop && !seen[rule.window].contains(*s)
+                rule.scope == Scope::Shop && rule.window == w && !round.seen.contains(*s)
             })
             .map(|(r, s)| (r, s.into()))
             .collect();
         for (r, shop_id) in firing {
-            let rule = &self.rules.rules()[r];
-            let Some((from, end)) = spans[rule.window] else { continue };
             let shop = self.engine.shop(&shop_id);
             let category = self.engine.shop_category(&shop_id).unwrap_or_default().to_string();
             let cat = self.engine.category(&category);
-            for k in from..=end {
+            for k in round.from..=round.end {
                 let rule = &self.rules.rules()[r];
                 let read = Read::at(rule, &shop_id, shop, cat, (&self.windows, &self.phase_baselines), k);
-                let end_ms = (k + 1) * self.windows[rule.window].step_ms;
+                let end_ms = (k + 1) * self.windows[w].step_ms;
                 if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &read.inputs(), end_ms) {
                     out.push(a);
                 }
             }
         }
-        self.evaluate_scopes(&spans, out);
-        self.gate.pass(out, before);
-        self.count(out, before);
     }
 }
 

@@ -184,7 +184,9 @@ pub fn run_worker(
         store,
         metrics,
         view,
-        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book()).with_top_k(cfg.top_k_config()),
+        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book())
+            .with_top_k(cfg.top_k_config())
+            .with_visit_budget(crate::pipeline::VISIT_BUDGET),
         sources: Default::default(),
         next_source: 0,
         alerts_tx,
@@ -279,6 +281,12 @@ impl Worker<'_> {
                 self.reading = Some(self.reading.map_or((batch_start, now), |(first, _)| (first, now)));
                 self.store_offsets(consumer);
                 self.metrics.batch_duration.observe(batch_start.elapsed().as_secs_f64());
+            }
+            // Rule visits left from a bucket end, a budget at a time between
+            // batches (see `Pipeline::with_visit_budget`).
+            self.pipeline.work(&mut self.alerts);
+            if !self.alerts.is_empty() {
+                self.flush_alerts();
             }
             self.answer_queries();
             if time_moved || last_tick.elapsed() >= tick_interval {

@@ -1,0 +1,109 @@
+//! Pending lists: per window, the shops folded into since that window's
+//! rules last read their newest bucket, so a completed bucket revisits only
+//! them.
+//!
+//! A completed bucket starts a *round* ([`Engine::begin_round`]): the
+//! window's pending list becomes the round's list, and a fresh list collects
+//! what is folded from then on. The caller visits the round's shops in
+//! slices ([`Engine::drain_round`]) between batches of records, so one
+//! bucket end over 100,000 shops does not stall the hot path for the whole
+//! visit. A shop in a round keeps its pending bit until it is visited, so a
+//! record folded into it meanwhile does not list it twice; one visited and
+//! then folded into again joins the fresh list, for the next round. Each
+//! shop therefore sees a window's bucket ends in order, once each, as long
+//! as the caller finishes a round before it begins the next.
+
+use super::{all_windows, Engine, ScopeView};
+use crate::event::Millis;
+
+impl Engine {
+    /// Visits every shop changed since window `w`'s rules last saw all of
+    /// its data: [`Engine::begin_round`] and [`Engine::drain_round`] with no
+    /// limit. `visit(shop_id, category name, shop, category, pending_until)`
+    /// returns whether the shop stays pending (it has newer data).
+    pub fn drain_pending(
+        &mut self,
+        w: usize,
+        visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool,
+    ) {
+        self.begin_round(w);
+        self.drain_round(w, usize::MAX, visit);
+    }
+
+    /// Starts a round for window `w` over the shops pending for it now.
+    /// Shops left from an unfinished round stay in it (visited first).
+    pub fn begin_round(&mut self, w: usize) {
+        let (Some(pending), Some(round)) = (self.pending.get_mut(w), self.rounds.get_mut(w)) else { return };
+        if round.is_empty() {
+            std::mem::swap(round, pending);
+        } else {
+            round.append(pending);
+        }
+    }
+
+    /// Visits up to `budget` shops of window `w`'s round (see
+    /// [`Engine::drain_pending`] for `visit`); returns the shops left in it.
+    pub fn drain_round(
+        &mut self,
+        w: usize,
+        budget: usize,
+        mut visit: impl FnMut(&str, &str, ScopeView<'_>, ScopeView<'_>, Millis) -> bool,
+    ) -> usize {
+        let (Some(round), Some(pending)) = (self.rounds.get_mut(w), self.pending.get_mut(w)) else { return 0 };
+        let mut visited = 0;
+        while visited < budget {
+            let Some(key) = round.pop() else { break };
+            let Some(shop) = self.shops.get_mut(&key) else { continue }; // evicted or its shard dropped
+            if shop.pending_in & (1 << w) == 0 {
+                continue; // no longer tracked for `w`
+            }
+            visited += 1;
+            let category = self.categories.get(shop.category as usize).map_or("", |c| c);
+            let view = ScopeView { layout: &self.layout, scope: &shop.scope };
+            let cat = ScopeView { layout: &self.layout, scope: &self.category_scopes[shop.category as usize] };
+            if visit(&key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN)) {
+                pending.push(key);
+            } else {
+                shop.pending_in &= !(1 << w);
+                if shop.pending_in == 0 {
+                    shop.pending_until = None;
+                }
+            }
+        }
+        round.len()
+    }
+
+    /// Shops left in window `w`'s round.
+    pub fn round_len(&self, w: usize) -> usize {
+        self.rounds.get(w).map_or(0, Vec::len)
+    }
+
+    /// Keeps pending lists only for the windows in `mask` (bit `w`: window
+    /// `w`): those whose shops something evaluates (shop rules, top-K).
+    /// Lists (and rounds) of windows left out are emptied; a window added
+    /// starts with the shops folded into from now on.
+    pub fn track_pending(&mut self, mask: u32) {
+        let mask = mask & all_windows(self.pending.len());
+        let dropped = self.tracked & !mask;
+        self.tracked = mask;
+        for (w, (list, round)) in self.pending.iter_mut().zip(self.rounds.iter_mut()).enumerate() {
+            if dropped & (1 << w) == 0 {
+                continue;
+            }
+            for key in list.drain(..).chain(round.drain(..)) {
+                if let Some(shop) = self.shops.get_mut(&key) {
+                    shop.pending_in &= !(1 << w);
+                    if shop.pending_in == 0 {
+                        shop.pending_until = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shops pending for window `w` and not in its round (see
+    /// [`Engine::drain_pending`]).
+    pub fn pending_len(&self, w: usize) -> usize {
+        self.pending.get(w).map_or(0, Vec::len)
+    }
+}
