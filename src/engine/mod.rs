@@ -21,6 +21,7 @@ pub mod dedup;
 mod pending;
 pub mod scope;
 pub mod shard;
+mod shops;
 pub mod watermark;
 pub mod window;
 
@@ -202,7 +203,7 @@ pub struct Engine {
     buckets: Vec<(i64, i64)>,
     layout: Layout,
     retention_ms: i64,
-    shops: FxHashMap<Box<str>, ShopState>,
+    shops: shops::ShopMap,
     categories: Vec<Box<str>>,
     category_ids: FxHashMap<Box<str>, u32>,
     category_scopes: Vec<ScopeState>,
@@ -257,7 +258,7 @@ impl Engine {
             buckets,
             layout,
             retention_ms,
-            shops: FxHashMap::default(),
+            shops: Default::default(),
             categories: Vec::new(),
             category_ids: FxHashMap::default(),
             category_scopes: Vec::new(),
@@ -319,7 +320,7 @@ impl Engine {
     }
 
     pub fn shops(&self) -> impl Iterator<Item = (&str, ScopeView<'_>)> {
-        self.shops.iter().map(|(k, v)| (&**k, self.view(&v.scope)))
+        self.shops.iter().map(|(k, v)| (k, self.view(&v.scope)))
     }
 
     pub fn shop_count(&self) -> usize {
@@ -383,14 +384,10 @@ impl Engine {
         }
         let category = self.category_id(&event.category, t);
         let layout = &self.layout;
-        let shop = match self.shops.get_mut(event.shop_id.as_str()) {
-            Some(s) => s,
-            None => {
-                let scope = ScopeState::new(layout, t, false);
-                let state = ShopState { category, shard, scope, pending_until: None, pending_in: 0 };
-                self.shops.entry(event.shop_id.as_str().into()).or_insert(state)
-            }
-        };
+        let shop = self.shops.get_or_insert_with(event.shop_id.as_str(), || {
+            let scope = ScopeState::new(layout, t, false);
+            ShopState { category, shard, scope, pending_until: None, pending_in: 0 }
+        });
         shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
         let tracked = self.tracked;
         if shop.pending_in != tracked {
