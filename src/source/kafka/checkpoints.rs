@@ -208,8 +208,34 @@ impl Worker<'_> {
             );
             self.metrics.checkpoint.restores.inc_by(found.len() as u64);
         }
+        self.note_committed(consumer, &tpl);
         if let Err(e) = consumer.assign(&tpl) {
             warn!(error = %e, "assign failed");
+        }
+    }
+
+    /// Reads the group's committed offsets of the partitions in `tpl` that
+    /// start from them (one round trip), so that one assigned at the end of
+    /// its log counts as caught up without a record to read.
+    fn note_committed(&mut self, consumer: &BaseConsumer<RebalanceLog>, tpl: &TopicPartitionList) {
+        let mut stored = TopicPartitionList::new();
+        for e in tpl.elements().iter().filter(|e| e.offset() == Offset::Stored) {
+            stored.add_partition(e.topic(), e.partition());
+        }
+        if stored.count() == 0 {
+            return;
+        }
+        match consumer.committed_offsets(stored, Duration::from_secs(10)) {
+            Ok(committed) => {
+                for e in committed.elements() {
+                    if let (Offset::Offset(o), Some(s)) = (e.offset(), self.source_mut(e.topic(), e.partition())) {
+                        s.start_offset = Some(o);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the committed offsets; a partition with nothing new to read counts as caught up only once a record arrives")
+            }
         }
     }
 

@@ -75,6 +75,11 @@ pub(super) struct SourceState {
     pub(super) next_offset: Option<i64>,
     /// `next_offset` as last stored in the consumer (see `store_offsets`).
     pub(super) stored: Option<i64>,
+    /// The group's committed offset when the partition was assigned, if
+    /// any: where reading starts. librdkafka knows no position before the
+    /// first record, so a partition assigned at the end of its log (a
+    /// restart or rebalance with nothing new) is caught up by this.
+    pub(super) start_offset: Option<i64>,
     /// At the end of its log as of the last end-of-partition event.
     pub(super) eof: bool,
     /// The high watermark when the partition was assigned, until the worker
@@ -178,8 +183,9 @@ impl Worker<'_> {
             let Some(Some(s)) = parts.get(p as usize) else {
                 continue;
             };
-            // Nothing read yet: where the consumer stands (the committed offset).
-            let next = s.next_offset.or_else(|| Self::position(consumer, topic, p));
+            // Nothing read yet: where the consumer stands, or where it started
+            // (the committed offset).
+            let next = s.next_offset.or_else(|| Self::position(consumer, topic, p)).or(s.start_offset);
             let at_end = match (next, Self::high_watermark(consumer, topic, p)) {
                 (Some(next), Some((_, high))) => next >= high,
                 (None, Some((low, high))) => low == high,
@@ -247,7 +253,15 @@ impl Worker<'_> {
         };
         let records = self.metrics.records.with_label_values(&[topic]);
         let parts = self.sources.entry(topic.to_string()).or_default();
-        parts[p as usize] = Some(SourceState { id, next_offset: None, stored: None, eof: false, catch_up_to, records });
+        parts[p as usize] = Some(SourceState {
+            id,
+            next_offset: None,
+            stored: None,
+            start_offset: None,
+            eof: false,
+            catch_up_to,
+            records,
+        });
         self.pipeline.assign(id, self.started.elapsed().as_millis() as i64);
         self.pipeline.engine_mut().set_source_shard(id, p as u32);
         self.metrics.partitions.with_label_values(&[topic]).inc();
