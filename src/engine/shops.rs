@@ -65,16 +65,17 @@ impl ShopMap {
         self.tables[table_of(h)].find_mut(h, |e| &*e.0 == key).map(|e| &mut e.1)
     }
 
-    /// The shop `key`, made by `make` when it is not held.
+    /// The shop `key`, made by `make` when it is not held. A lookup that
+    /// finds the shop does not check the table's room for growth (hashbrown's
+    /// `entry` does), which the hot path pays for every event.
     #[inline]
     pub(super) fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> ShopState) -> &mut ShopState {
         let h = hash(key);
-        let table = &mut self.tables[table_of(h)];
-        match table.entry(h, |e| &*e.0 == key, |e| hash(&e.0)) {
-            hashbrown::hash_table::Entry::Occupied(o) => &mut o.into_mut().1,
-            hashbrown::hash_table::Entry::Vacant(v) => {
+        match self.tables[table_of(h)].find_entry(h, |e| &*e.0 == key) {
+            Ok(found) => &mut found.into_mut().1,
+            Err(absent) => {
                 self.len += 1;
-                &mut v.insert((key.into(), make())).into_mut().1
+                &mut absent.into_table().insert_unique(h, (key.into(), make()), |e| hash(&e.0)).into_mut().1
             }
         }
     }
