@@ -264,10 +264,7 @@ impl Pipeline {
         self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
         self.evaluate_through(&ends, out);
-        let before = out.len();
-        self.drain_rounds(None, usize::MAX, out);
-        self.gate.pass(out, before);
-        self.count(out, before);
+        self.continue_rounds(usize::MAX, out);
     }
 
     /// Drops shops with empty windows; returns how many.
@@ -320,8 +317,14 @@ impl Pipeline {
     /// budget of shops (see [`Pipeline::with_visit_budget`]); the worker
     /// calls this between batches of records. Returns the shops left.
     pub fn work(&mut self, out: &mut Vec<Alert>) -> usize {
+        self.continue_rounds(self.visit_budget, out)
+    }
+
+    /// [`Pipeline::drain_rounds`] over every window, with the alerts it
+    /// emits passed through the gate and counted; returns the shops left.
+    fn continue_rounds(&mut self, budget: usize, out: &mut Vec<Alert>) -> usize {
         let before = out.len();
-        self.drain_rounds(None, self.visit_budget, out);
+        self.drain_rounds(None, budget, out);
         self.gate.pass(out, before);
         self.count(out, before);
         (0..self.windows.len()).map(|w| self.engine.round_len(w)).sum()
