@@ -15,14 +15,19 @@
 //!   operator can see that the bound decides and raise it.
 //!
 //! Rotating generations instead of evicting one id at a time keeps each event
-//! to two hash lookups and one insert, with no per-id queue.
+//! to two table probes, with no per-id queue: the generations are
+//! `hashbrown` tables of the 64-bit hashes themselves (no second hashing),
+//! and a new id is written into the slot its probe of the current generation
+//! found, so the insert does not probe again.
 //!
 //! A 64-bit hash collision would drop a distinct event as a duplicate; with a
 //! million ids held the chance per event is about 5e-14.
 
 use std::hash::{BuildHasher, Hasher};
 
-use rustc_hash::{FxBuildHasher, FxHashSet};
+use rustc_hash::FxBuildHasher;
+
+use hashbrown::hash_table::{Entry, HashTable};
 
 use crate::event::Millis;
 
@@ -30,15 +35,17 @@ use crate::event::Millis;
 pub struct Dedup {
     horizon_ms: i64,
     half: usize,
-    current: FxHashSet<u64>,
+    current: HashTable<u64>,
     current_newest: Millis,
-    previous: FxHashSet<u64>,
+    previous: HashTable<u64>,
     previous_newest: Millis,
     last_watermark: Option<Millis>,
     evicted: u64,
 }
 
-/// A 64-bit hash of an event id, stable for the process.
+/// A 64-bit hash of an event id, stable across processes and builds:
+/// checkpoints carry these hashes, and a restored process must recognise
+/// the retries of ids its predecessor folded.
 pub fn id_hash(event_id: &str) -> u64 {
     // Two passes with different seeds folded together: FxHash alone is weak
     // on similar strings.
@@ -50,13 +57,19 @@ pub fn id_hash(event_id: &str) -> u64 {
     a.finish() ^ b.finish().rotate_left(32)
 }
 
+/// The hash a table uses for a stored id: the id is already a hash.
+#[inline]
+fn slot_hash(h: &u64) -> u64 {
+    *h
+}
+
 impl Dedup {
     pub fn new(horizon_ms: i64, capacity: usize) -> Dedup {
         let half = (capacity / 2).max(1);
         // Sized for a good part of the bound up front (growing a large table
         // costs more than holding it), but not all of it: there is one per
         // partition.
-        let table = || FxHashSet::with_capacity_and_hasher(half.min(1 << 18), Default::default());
+        let table = || HashTable::with_capacity(half.min(1 << 18));
         Dedup {
             horizon_ms,
             half,
@@ -73,13 +86,14 @@ impl Dedup {
     #[inline]
     pub fn first_time(&mut self, event_id: &str, event_time: Millis) -> bool {
         let h = id_hash(event_id);
-        if self.current.contains(&h) || self.previous.contains(&h) {
-            return false;
-        }
         if self.current.len() >= self.half {
             self.rotate();
         }
-        self.current.insert(h);
+        let Entry::Vacant(slot) = self.current.entry(h, |&x| x == h, slot_hash) else { return false };
+        if self.previous.find(h, |&x| x == h).is_some() {
+            return false;
+        }
+        slot.insert(h);
         self.current_newest = self.current_newest.max(event_time);
         true
     }
@@ -148,8 +162,13 @@ impl Dedup {
     /// are kept anyway: they rotate out as new ids come).
     pub fn restore(horizon_ms: i64, capacity: usize, s: DedupSnapshot) -> Dedup {
         let mut d = Dedup::new(horizon_ms, capacity);
-        d.current.extend(s.current);
-        d.previous.extend(s.previous);
+        for (table, ids) in [(&mut d.current, s.current), (&mut d.previous, s.previous)] {
+            for h in ids {
+                if let Entry::Vacant(slot) = table.entry(h, |&x| x == h, slot_hash) {
+                    slot.insert(h);
+                }
+            }
+        }
         d.current_newest = s.current_newest;
         d.previous_newest = s.previous_newest;
         d.last_watermark = s.last_watermark;

@@ -16,16 +16,16 @@
 //! seen within the dedup horizon. Shops whose rings are all empty are dropped
 //! by [`Engine::evict_idle`].
 
+mod categories;
 pub mod counts;
 pub mod dedup;
+mod dense;
 mod pending;
 pub mod scope;
 pub mod shard;
 mod shops;
 pub mod watermark;
 pub mod window;
-
-use rustc_hash::FxHashMap;
 
 use crate::event::{Event, Millis};
 pub use counts::{Basis, Counts, Deltas, Field, NF};
@@ -125,6 +125,11 @@ impl ScopeView<'_> {
         self.scope.read_into(self.layout, w, end_bucket, out)
     }
 
+    /// Writes window `w`'s counts into `out`, whatever it held before.
+    pub fn read_to(&self, w: usize, end_bucket: i64, out: &mut Counts) {
+        self.scope.read_to(self.layout, w, end_bucket, out)
+    }
+
     /// Newest bucket of window `w` holding data.
     pub fn head(&self, w: usize) -> i64 {
         self.scope.head(self.layout, w)
@@ -204,9 +209,7 @@ pub struct Engine {
     layout: Layout,
     retention_ms: i64,
     shops: shops::ShopMap,
-    categories: Vec<Box<str>>,
-    category_ids: FxHashMap<Box<str>, u32>,
-    category_scopes: Vec<ScopeState>,
+    cats: categories::Categories,
     platform: Option<ScopeState>,
     /// Per window: shops folded into since that window last evaluated their
     /// newest bucket. A window drains only its own list when it completes a
@@ -259,9 +262,7 @@ impl Engine {
             layout,
             retention_ms,
             shops: Default::default(),
-            categories: Vec::new(),
-            category_ids: FxHashMap::default(),
-            category_scopes: Vec::new(),
+            cats: Default::default(),
             platform: None,
             pending: vec![Vec::new(); n_windows],
             rounds: vec![Vec::new(); n_windows],
@@ -328,16 +329,16 @@ impl Engine {
     }
 
     pub fn category_name(&self, id: u32) -> &str {
-        self.categories.get(id as usize).map_or("", |c| c)
+        self.cats.names.get(id as usize).map_or("", |c| c)
     }
 
     /// The aggregate of every shop in `category`.
     pub fn category(&self, category: &str) -> Option<ScopeView<'_>> {
-        self.category_ids.get(category).map(|&i| self.view(&self.category_scopes[i as usize]))
+        self.cats.get(category).map(|i| self.view(&self.cats.scopes[i as usize]))
     }
 
     pub fn categories(&self) -> impl Iterator<Item = (&str, ScopeView<'_>)> {
-        self.categories.iter().map(|c| &**c).zip(self.category_scopes.iter().map(|s| self.view(s)))
+        self.cats.names.iter().map(|c| &**c).zip(self.cats.scopes.iter().map(|s| self.view(s)))
     }
 
     /// The aggregate of every shop.
@@ -382,12 +383,20 @@ impl Engine {
             let b_cohort = if t_cohort == t { b_act } else { bucket_of(t_cohort, cache.step) };
             *out = (b_act, b_cohort);
         }
-        let category = self.category_id(&event.category, t);
         let layout = &self.layout;
+        let cats = &mut self.cats;
         let shop = self.shops.get_or_insert_with(event.shop_id.as_str(), || {
+            let category = cats.id(layout, &event.category, t);
             let scope = ScopeState::new(layout, t, false);
             ShopState { category, shard, scope, pending_until: None, pending_in: 0 }
         });
+        // Nearly every event names its shop's category: one string compare
+        // instead of a hash lookup. The event's own category is credited.
+        let category = if *cats.names[shop.category as usize] == *event.category {
+            shop.category
+        } else {
+            cats.id(layout, &event.category, t)
+        };
         shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
         let tracked = self.tracked;
         if shop.pending_in != tracked {
@@ -401,21 +410,10 @@ impl Engine {
         if tracked != 0 {
             shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
         }
-        self.category_scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
+        cats.scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
         let platform = self.platform.get_or_insert_with(|| ScopeState::new(layout, t, true));
         platform.apply(layout, &deltas, &self.buckets, fine_bucket);
         Fold::Folded
-    }
-
-    fn category_id(&mut self, name: &str, t: Millis) -> u32 {
-        if let Some(&id) = self.category_ids.get(name) {
-            return id;
-        }
-        let id = self.categories.len() as u32;
-        self.categories.push(name.into());
-        self.category_ids.insert(name.into(), id);
-        self.category_scopes.push(ScopeState::new(&self.layout, t, true));
-        id
     }
 
     /// Drops shops whose windows are all empty as of the watermark; returns how many.

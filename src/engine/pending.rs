@@ -58,9 +58,9 @@ impl Engine {
                 continue; // no longer tracked for `w`
             }
             visited += 1;
-            let category = self.categories.get(shop.category as usize).map_or("", |c| c);
+            let category = self.cats.names.get(shop.category as usize).map_or("", |c| c);
             let view = ScopeView { layout: &self.layout, scope: &shop.scope };
-            let cat = ScopeView { layout: &self.layout, scope: &self.category_scopes[shop.category as usize] };
+            let cat = ScopeView { layout: &self.layout, scope: &self.cats.scopes[shop.category as usize] };
             if visit(&key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN)) {
                 pending.push(key);
             } else {

@@ -124,18 +124,34 @@ impl ScopeState {
     /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
     pub fn read(&self, layout: &Layout, w: usize, end_bucket: i64) -> Counts {
         let mut c = Counts::default();
-        self.read_into(layout, w, end_bucket, &mut c);
+        self.read_to(layout, w, end_bucket, &mut c);
         c
     }
 
     /// Adds window `w`'s counts into `out`.
     pub fn read_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
         self.rings[w].read_into(end_bucket, out);
-        if let Some(acc) = self.acc.as_deref() {
-            let b = bucket_of(acc.bucket * layout.steps[layout.fine], layout.steps[w]);
-            if b <= end_bucket && b > end_bucket - layout.lens[w] && !acc.is_empty() {
-                out.add(&acc.counts);
-            }
+        self.acc_into(layout, w, end_bucket, out);
+    }
+
+    /// Writes window `w`'s counts into `out` (whatever it held before): a
+    /// busy ring read at its head, or one bucket before, is then one copy.
+    #[inline]
+    pub fn read_to(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        self.rings[w].read_to(end_bucket, out);
+        self.acc_into(layout, w, end_bucket, out);
+    }
+
+    /// Adds the accumulated bucket when it lies in window `w` ending at `end_bucket`.
+    #[inline]
+    fn acc_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        let Some(acc) = self.acc.as_deref() else { return };
+        // The accumulated bucket starts at `t`; it is in the window when `t`
+        // is in the window's time span (no division: this runs per read).
+        let t = acc.bucket * layout.steps[layout.fine];
+        let step = layout.steps[w];
+        if t < (end_bucket + 1) * step && t >= (end_bucket - layout.lens[w] + 1) * step && !acc.is_empty() {
+            out.add(&acc.counts);
         }
     }
 

@@ -113,8 +113,8 @@ impl Engine {
         let n = snap.shops.len();
         let mut replaced = false;
         for (shop, scope) in snap.shops.into_iter().zip(scopes) {
-            let category = self.category_id(&shop.category, 0);
-            scope.add_into(&self.layout, &mut self.category_scopes[category as usize]);
+            let category = self.cats.id(&self.layout, &shop.category, 0);
+            scope.add_into(&self.layout, &mut self.cats.scopes[category as usize]);
             let layout = &self.layout;
             scope.add_into(layout, self.platform.get_or_insert_with(|| ScopeState::new(layout, 0, true)));
             let (mut pending_in, mut pending_until) = (0, None);
@@ -163,12 +163,12 @@ impl Engine {
     /// Recomputes every category and the platform as the sum of the shops held.
     fn rebuild_aggregates(&mut self) {
         let layout = &self.layout;
-        for scope in &mut self.category_scopes {
+        for scope in &mut self.cats.scopes {
             *scope = ScopeState::new(layout, 0, true);
         }
         let mut platform = ScopeState::new(layout, 0, true);
         for shop in self.shops.values() {
-            shop.scope.add_into(layout, &mut self.category_scopes[shop.category as usize]);
+            shop.scope.add_into(layout, &mut self.cats.scopes[shop.category as usize]);
             shop.scope.add_into(layout, &mut platform);
         }
         self.platform = (!self.shops.is_empty()).then_some(platform);

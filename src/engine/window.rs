@@ -11,9 +11,11 @@
 //! the platform) it also keeps running totals of the window at its head and an
 //! index of the head bucket's cells, so adding at the head is O(1) and reading
 //! the window is O(cells in the few buckets between head and the read point)
-//! instead of O(cells).
+//! instead of O(cells). The busiest rings go one step further and hold every
+//! counter of every bucket in flat rows (`dense.rs`).
 
 use super::counts::{Counts, NF};
+use super::dense::{Dense, DENSE_CELLS_PER_BUCKET, SPARSE_CELLS_PER_BUCKET};
 
 /// Bucket index of a time: `floor(t / step)`.
 #[inline]
@@ -26,6 +28,10 @@ pub const HOT_CELLS: usize = 48;
 /// A ring also turns hot when one bucket holds more counters than this (a
 /// scan for a counter in it would be long).
 pub const HOT_BUCKET_CELLS: usize = 12;
+/// A hot ring turns dense after this many adds behind its head bucket (late
+/// and cohort-basis counters): the rings of the platform, categories and
+/// hot shops, where such adds are frequent.
+pub const SLOW_ADDS_TO_DENSE: u32 = 512;
 /// A hot ring that drains to this many cells goes back to plain cells.
 pub const COLD_CELLS: usize = 8;
 
@@ -53,6 +59,9 @@ struct Hot {
     prev: Counts,
     /// Index in `cells` of each counter's cell in the head bucket, or `u32::MAX`.
     head_slots: [u32; NF],
+    /// Adds behind the head bucket since the ring turned hot: each is a
+    /// search and maybe an insert; past [`SLOW_ADDS_TO_DENSE`] the ring turns dense.
+    slow_adds: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -62,13 +71,22 @@ pub struct Ring {
     cap: u32,
     cells: Vec<Cell>,
     hot: Option<Box<Hot>>,
+    /// Set when the ring is dense; `cells` and `hot` are then empty.
+    dense: Option<Box<Dense>>,
 }
 
 impl Ring {
     /// A ring for a window of `len` buckets, readable `slack` buckets behind its head.
     pub fn new(len: usize, slack: usize, start_bucket: i64) -> Ring {
         debug_assert!(len > 0);
-        Ring { head: start_bucket, len: len as u32, cap: (len + slack) as u32, cells: Vec::new(), hot: None }
+        Ring {
+            head: start_bucket,
+            len: len as u32,
+            cap: (len + slack) as u32,
+            cells: Vec::new(),
+            hot: None,
+            dense: None,
+        }
     }
 
     pub fn head(&self) -> i64 {
@@ -76,18 +94,44 @@ impl Ring {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.cells.is_empty() && self.dense.as_ref().is_none_or(|d| d.is_empty())
     }
 
     /// Keeps running totals (many cells or a crowded bucket).
     pub fn is_hot(&self) -> bool {
-        self.hot.is_some()
+        self.hot.is_some() || self.dense.is_some()
+    }
+
+    /// Holds its buckets as flat rows (see `dense.rs`).
+    pub fn is_dense(&self) -> bool {
+        self.dense.is_some()
     }
 
     /// Heap bytes held by this ring.
     pub fn heap_bytes(&self) -> usize {
         self.cells.capacity() * std::mem::size_of::<Cell>()
             + self.hot.as_ref().map_or(0, |_| std::mem::size_of::<Hot>())
+            + self.dense.as_ref().map_or(0, |d| d.heap_bytes())
+    }
+
+    /// Turns the ring dense (its cells move into rows).
+    pub fn densify(&mut self) {
+        if self.dense.is_some() {
+            return;
+        }
+        let cells = std::mem::take(&mut self.cells);
+        let it = cells.iter().map(|c| (c.bucket as i64, c.field, c.value));
+        self.dense = Some(Box::new(Dense::from_cells(self.head, self.len, self.cap, it)));
+        self.hot = None;
+    }
+
+    /// Turns a dense ring back into sorted cells.
+    fn sparsify(&mut self) {
+        let Some(d) = self.dense.take() else { return };
+        self.cells = d.cells(self.head).map(|(b, field, value)| Cell { value, bucket: b as u32, field }).collect();
+        if self.cells.len() > HOT_CELLS {
+            self.heat();
+        }
     }
 
     /// Index range of the cells with bucket in `lo..=hi`.
@@ -103,6 +147,14 @@ impl Ring {
     /// Moves the head forward to `bucket`, expiring what falls out.
     pub fn advance_to(&mut self, bucket: i64) {
         if bucket <= self.head {
+            return;
+        }
+        if let Some(d) = self.dense.as_deref_mut() {
+            d.advance(self.head, self.len, bucket);
+            self.head = bucket;
+            if d.is_empty() || d.nonzero() < self.cap as usize * SPARSE_CELLS_PER_BUCKET {
+                self.sparsify();
+            }
             return;
         }
         let len = self.len as i64;
@@ -150,6 +202,16 @@ impl Ring {
     /// Adds `value` to counter `field` in `bucket`.
     #[inline]
     pub fn add(&mut self, bucket: i64, field: u8, value: u64) -> Add {
+        if let Some(d) = self.dense.as_deref_mut() {
+            if bucket <= self.head {
+                if bucket <= self.head - self.cap as i64 {
+                    return Add::TooOld;
+                }
+                d.add(self.head, self.len, bucket, field, value);
+                return Add::Added;
+            }
+            return self.add_slow(bucket, field, value);
+        }
         // Fast path: a busy ring adding to its newest bucket, where the
         // counter already has a cell.
         if bucket == self.head {
@@ -173,6 +235,19 @@ impl Ring {
         }
         if bucket <= self.head - self.cap as i64 {
             return Add::TooOld;
+        }
+        if let Some(d) = self.dense.as_deref_mut() {
+            d.add(self.head, self.len, bucket, field, value);
+            return Add::Added;
+        }
+        if let Some(hot) = self.hot.as_deref_mut() {
+            if bucket < self.head {
+                hot.slow_adds += 1;
+            }
+            if hot.slow_adds >= SLOW_ADDS_TO_DENSE || self.cells.len() > self.cap as usize * DENSE_CELLS_PER_BUCKET {
+                self.densify();
+                return self.add_slow(bucket, field, value);
+            }
         }
         let f = field as usize;
         if bucket == self.head {
@@ -232,7 +307,12 @@ impl Ring {
 
     /// Builds the running totals and head index.
     fn heat(&mut self) {
-        let mut hot = Box::new(Hot { totals: Counts::default(), prev: Counts::default(), head_slots: [u32::MAX; NF] });
+        let mut hot = Box::new(Hot {
+            totals: Counts::default(),
+            prev: Counts::default(),
+            head_slots: [u32::MAX; NF],
+            slow_adds: 0,
+        });
         let lo = self.head - self.len as i64 + 1;
         for (i, c) in self.cells.iter().enumerate() {
             let b = c.bucket as i64;
@@ -252,11 +332,23 @@ impl Ring {
     /// Adds the window's counts over the `len` buckets ending at `end`
     /// (inclusive) into `out`. Exact when `end >= head - slack`.
     pub fn read_into(&self, end: i64, out: &mut Counts) {
+        if let Some(d) = self.dense.as_deref() {
+            return d.read_into(self.head, self.len, end, out);
+        }
         let len = self.len as i64;
         match &self.hot {
             None => {
-                for c in &self.cells[self.range(end - len + 1, end)] {
-                    out.add_at(c.field as usize, c.value);
+                // At most HOT_CELLS cells, sorted by bucket, and reads are
+                // mostly near the head: scan back from the newest.
+                let lo = end - len + 1;
+                for c in self.cells.iter().rev() {
+                    let b = c.bucket as i64;
+                    if b < lo {
+                        break;
+                    }
+                    if b <= end {
+                        out.add_at(c.field as usize, c.value);
+                    }
                 }
             }
             Some(hot) if end == self.head => out.add(&hot.totals),
@@ -279,6 +371,26 @@ impl Ring {
         }
     }
 
+    /// Writes the window's counts over the `len` buckets ending at `end`
+    /// into `out`, whatever it held: a copy of a running total when the ring
+    /// keeps one for that end.
+    #[inline]
+    pub fn read_to(&self, end: i64, out: &mut Counts) {
+        let totals = match (self.dense.as_deref(), self.hot.as_deref()) {
+            (Some(d), _) => d.totals_at(self.head, end),
+            (None, Some(hot)) if end == self.head => Some(&hot.totals),
+            (None, Some(hot)) if end == self.head - 1 => Some(&hot.prev),
+            _ => None,
+        };
+        match totals {
+            Some(t) => out.0 = t.0,
+            None => {
+                out.0 = [0; NF];
+                self.read_into(end, out);
+            }
+        }
+    }
+
     /// The window's counts over the `len` buckets ending at `end` (inclusive).
     pub fn read(&self, end: i64) -> Counts {
         let mut c = Counts::default();
@@ -297,7 +409,15 @@ pub struct RingSnapshot {
 
 impl Ring {
     pub fn snapshot(&self) -> RingSnapshot {
-        RingSnapshot { head: self.head, cells: self.cells.iter().map(|c| (c.bucket, c.field, c.value)).collect() }
+        RingSnapshot { head: self.head, cells: self.cells().collect() }
+    }
+
+    /// Every (bucket, counter, value) held, sorted by bucket.
+    fn cells(&self) -> Box<dyn Iterator<Item = (u32, u8, u64)> + '_> {
+        match self.dense.as_deref() {
+            Some(d) => Box::new(d.cells(self.head).map(|(b, f, v)| (b as u32, f, v))),
+            None => Box::new(self.cells.iter().map(|c| (c.bucket, c.field, c.value))),
+        }
     }
 
     /// The ring `s` describes, for a window of `len` buckets readable `slack`
@@ -314,7 +434,9 @@ impl Ring {
             prev = bucket;
             ring.cells.push(Cell { value, bucket, field });
         }
-        if ring.cells.len() > HOT_CELLS {
+        if ring.cells.len() > ring.cap as usize * DENSE_CELLS_PER_BUCKET {
+            ring.densify();
+        } else if ring.cells.len() > HOT_CELLS {
             ring.heat();
         }
         Some(ring)
@@ -322,8 +444,8 @@ impl Ring {
 
     /// Adds every cell of this ring into `other` (a ring of the same window).
     pub fn add_into(&self, other: &mut Ring) {
-        for c in &self.cells {
-            let _ = other.add(c.bucket as i64, c.field, c.value);
+        for (bucket, field, value) in self.cells() {
+            let _ = other.add(bucket as i64, field, value);
         }
     }
 }
@@ -341,6 +463,7 @@ mod tests {
             adds in proptest::collection::vec((0i64..80, 0u8..6, 1u64..4), 1..300),
             len in 1usize..8,
             slack in 0usize..4,
+            dense in any::<bool>(),
         ) {
             let mut ring = Ring::new(len, slack, 0);
             let mut kept: Vec<(i64, u8, u64)> = Vec::new();
@@ -353,8 +476,21 @@ mod tests {
                 } else {
                     prop_assert!(b <= head - cap);
                 }
+                if dense {
+                    // A drained dense ring turns sparse at its next advance:
+                    // make it dense again, so both forms meet every case.
+                    ring.densify();
+                    prop_assert!(ring.is_dense());
+                    let back = Ring::restore(len, slack, &ring.snapshot()).expect("valid snapshot");
+                    for end in (head - slack as i64)..=(head + 2) {
+                        prop_assert_eq!(back.read(end), ring.read(end), "restored at end {}", end);
+                    }
+                }
                 for end in (head - slack as i64)..=(head + len as i64 + 1) {
                     let got = ring.read(end);
+                    let mut to = Counts([7; NF]);
+                    ring.read_to(end, &mut to);
+                    prop_assert_eq!(&to, &got, "read_to at end {}", end);
                     for field in 0u8..6 {
                         let expect: u64 = kept.iter()
                             .filter(|(k, kf, _)| *kf == field && *k <= end && *k > end - len as i64 && *k > head - cap)
@@ -365,6 +501,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn busy_ring_turns_dense_and_back_when_it_drains() {
+        let mut ring = Ring::new(5, 2, 0);
+        let mut cold = Ring::new(5, 2, 0);
+        for i in 0..5_000u64 {
+            let (b, f) = ((i / 500) as i64, (i % NF as u64) as u8);
+            ring.add(b, f, 1 + i % 3);
+            cold.add(b, f, 1 + i % 3);
+            cold.hot = None;
+        }
+        assert!(ring.is_dense(), "every counter in every bucket: dense");
+        for end in ring.head() - 2..ring.head() + 7 {
+            assert_eq!(ring.read(end), cold.read(end), "end {end}");
+        }
+        let mut other = Ring::new(5, 2, 0);
+        ring.add_into(&mut other);
+        assert_eq!(other.read(ring.head()), ring.read(ring.head()));
+        // A few counters a bucket from now on: back to cells.
+        for b in 10..20 {
+            ring.add(b, 1, 1);
+        }
+        assert!(!ring.is_dense());
+        assert_eq!(ring.read(19).0[1], 5);
+        ring.advance_to(40);
+        assert!(ring.is_empty());
     }
 
     #[test]
