@@ -62,6 +62,9 @@ struct Hot {
     /// Adds behind the head bucket since the ring turned hot: each is a
     /// search and maybe an insert; past [`SLOW_ADDS_TO_DENSE`] the ring turns dense.
     slow_adds: u32,
+    /// Set when the ring is dense: `cells` is then empty, and the rows hold
+    /// everything (the fields above are unused).
+    dense: Option<Box<Dense>>,
 }
 
 #[derive(Clone, Debug)]
@@ -70,23 +73,16 @@ pub struct Ring {
     len: u32,
     cap: u32,
     cells: Vec<Cell>,
+    /// Running totals (hot) or flat rows (dense), for busy rings only: the
+    /// rings of a million small shops stay 48 bytes each.
     hot: Option<Box<Hot>>,
-    /// Set when the ring is dense; `cells` and `hot` are then empty.
-    dense: Option<Box<Dense>>,
 }
 
 impl Ring {
     /// A ring for a window of `len` buckets, readable `slack` buckets behind its head.
     pub fn new(len: usize, slack: usize, start_bucket: i64) -> Ring {
         debug_assert!(len > 0);
-        Ring {
-            head: start_bucket,
-            len: len as u32,
-            cap: (len + slack) as u32,
-            cells: Vec::new(),
-            hot: None,
-            dense: None,
-        }
+        Ring { head: start_bucket, len: len as u32, cap: (len + slack) as u32, cells: Vec::new(), hot: None }
     }
 
     pub fn head(&self) -> i64 {
@@ -94,41 +90,57 @@ impl Ring {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty() && self.dense.as_ref().is_none_or(|d| d.is_empty())
+        self.cells.is_empty() && self.dense().is_none_or(|d| d.is_empty())
     }
 
     /// Keeps running totals (many cells or a crowded bucket).
     pub fn is_hot(&self) -> bool {
-        self.hot.is_some() || self.dense.is_some()
+        self.hot.is_some()
+    }
+
+    fn dense(&self) -> Option<&Dense> {
+        self.hot.as_deref()?.dense.as_deref()
     }
 
     /// Holds its buckets as flat rows (see `dense.rs`).
     pub fn is_dense(&self) -> bool {
-        self.dense.is_some()
+        self.dense().is_some()
     }
 
     /// Heap bytes held by this ring.
     pub fn heap_bytes(&self) -> usize {
         self.cells.capacity() * std::mem::size_of::<Cell>()
             + self.hot.as_ref().map_or(0, |_| std::mem::size_of::<Hot>())
-            + self.dense.as_ref().map_or(0, |d| d.heap_bytes())
+            + self.dense().map_or(0, Dense::heap_bytes)
     }
 
     /// Turns the ring dense (its cells move into rows).
     pub fn densify(&mut self) {
-        if self.dense.is_some() {
+        if self.is_dense() {
             return;
         }
         let cells = std::mem::take(&mut self.cells);
         let it = cells.iter().map(|c| (c.bucket as i64, c.field, c.value));
-        self.dense = Some(Box::new(Dense::from_cells(self.head, self.len, self.cap, it)));
-        self.hot = None;
+        let dense = Some(Box::new(Dense::from_cells(self.head, self.len, self.cap, it)));
+        match self.hot.as_deref_mut() {
+            Some(hot) => hot.dense = dense,
+            None => {
+                self.hot = Some(Box::new(Hot {
+                    totals: Counts::default(),
+                    prev: Counts::default(),
+                    head_slots: [u32::MAX; NF],
+                    slow_adds: 0,
+                    dense,
+                }))
+            }
+        }
     }
 
     /// Turns a dense ring back into sorted cells.
     fn sparsify(&mut self) {
-        let Some(d) = self.dense.take() else { return };
+        let Some(d) = self.hot.as_deref_mut().and_then(|h| h.dense.take()) else { return };
         self.cells = d.cells(self.head).map(|(b, field, value)| Cell { value, bucket: b as u32, field }).collect();
+        self.hot = None;
         if self.cells.len() > HOT_CELLS {
             self.heat();
         }
@@ -149,10 +161,12 @@ impl Ring {
         if bucket <= self.head {
             return;
         }
-        if let Some(d) = self.dense.as_deref_mut() {
-            d.advance(self.head, self.len, bucket);
+        let (head, len, cap) = (self.head, self.len, self.cap as usize);
+        if let Some(d) = self.hot.as_deref_mut().and_then(|h| h.dense.as_deref_mut()) {
+            d.advance(head, len, bucket);
+            let drained = d.is_empty() || d.nonzero() < cap * SPARSE_CELLS_PER_BUCKET;
             self.head = bucket;
-            if d.is_empty() || d.nonzero() < self.cap as usize * SPARSE_CELLS_PER_BUCKET {
+            if drained {
                 self.sparsify();
             }
             return;
@@ -202,20 +216,20 @@ impl Ring {
     /// Adds `value` to counter `field` in `bucket`.
     #[inline]
     pub fn add(&mut self, bucket: i64, field: u8, value: u64) -> Add {
-        if let Some(d) = self.dense.as_deref_mut() {
-            if bucket <= self.head {
-                if bucket <= self.head - self.cap as i64 {
-                    return Add::TooOld;
+        let head = self.head;
+        if let Some(hot) = self.hot.as_deref_mut() {
+            if let Some(d) = hot.dense.as_deref_mut() {
+                // Dense: anything up to the head is an index.
+                if bucket <= head {
+                    if bucket <= head - self.cap as i64 {
+                        return Add::TooOld;
+                    }
+                    d.add(head, self.len, bucket, field, value);
+                    return Add::Added;
                 }
-                d.add(self.head, self.len, bucket, field, value);
-                return Add::Added;
-            }
-            return self.add_slow(bucket, field, value);
-        }
-        // Fast path: a busy ring adding to its newest bucket, where the
-        // counter already has a cell.
-        if bucket == self.head {
-            if let Some(hot) = self.hot.as_deref_mut() {
+            } else if bucket == head {
+                // Hot: adding to the newest bucket, where the counter
+                // already has a cell.
                 let f = field as usize;
                 let slot = hot.head_slots[f];
                 if slot != u32::MAX {
@@ -236,8 +250,9 @@ impl Ring {
         if bucket <= self.head - self.cap as i64 {
             return Add::TooOld;
         }
-        if let Some(d) = self.dense.as_deref_mut() {
-            d.add(self.head, self.len, bucket, field, value);
+        let (head, len) = (self.head, self.len);
+        if let Some(d) = self.hot.as_deref_mut().and_then(|h| h.dense.as_deref_mut()) {
+            d.add(head, len, bucket, field, value);
             return Add::Added;
         }
         if let Some(hot) = self.hot.as_deref_mut() {
@@ -312,6 +327,7 @@ impl Ring {
             prev: Counts::default(),
             head_slots: [u32::MAX; NF],
             slow_adds: 0,
+            dense: None,
         });
         let lo = self.head - self.len as i64 + 1;
         for (i, c) in self.cells.iter().enumerate() {
@@ -332,7 +348,7 @@ impl Ring {
     /// Adds the window's counts over the `len` buckets ending at `end`
     /// (inclusive) into `out`. Exact when `end >= head - slack`.
     pub fn read_into(&self, end: i64, out: &mut Counts) {
-        if let Some(d) = self.dense.as_deref() {
+        if let Some(d) = self.dense() {
             return d.read_into(self.head, self.len, end, out);
         }
         let len = self.len as i64;
@@ -376,7 +392,7 @@ impl Ring {
     /// keeps one for that end.
     #[inline]
     pub fn read_to(&self, end: i64, out: &mut Counts) {
-        let totals = match (self.dense.as_deref(), self.hot.as_deref()) {
+        let totals = match (self.dense(), self.hot.as_deref()) {
             (Some(d), _) => d.totals_at(self.head, end),
             (None, Some(hot)) if end == self.head => Some(&hot.totals),
             (None, Some(hot)) if end == self.head - 1 => Some(&hot.prev),
@@ -414,7 +430,7 @@ impl Ring {
 
     /// Every (bucket, counter, value) held, sorted by bucket.
     fn cells(&self) -> Box<dyn Iterator<Item = (u32, u8, u64)> + '_> {
-        match self.dense.as_deref() {
+        match self.dense() {
             Some(d) => Box::new(d.cells(self.head).map(|(b, f, v)| (b as u32, f, v))),
             None => Box::new(self.cells.iter().map(|c| (c.bucket, c.field, c.value))),
         }
