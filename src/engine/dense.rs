@@ -153,12 +153,11 @@ impl Dense {
 
     /// Adds the sum of the held buckets in `end - len + 1 ..= end` into `out`.
     pub(super) fn read_into(&self, head: i64, len: u32, end: i64, out: &mut Counts) {
+        if let Some(t) = self.totals_at(head, end) {
+            return out.add(t);
+        }
         let len = len as i64;
-        if end == head {
-            out.add(&self.totals);
-        } else if end == head - 1 {
-            out.add(&self.prev);
-        } else if end > head {
+        if end > head {
             out.add(&self.totals);
             self.rows_into(head, head - len + 1, end - len, out, false);
         } else {
