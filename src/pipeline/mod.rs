@@ -12,11 +12,14 @@
 //! * [`read`]: what a rule reads for one key (window, long window, baseline, peers).
 //! * [`phase_baseline`]: shop baselines captured when a campaign phase ends.
 //! * [`topk`]: the top-K shops per metric and window.
+//! * [`merge`]: category and platform rules over several workers' shares.
 
+pub mod merge;
 mod phase_baseline;
 mod read;
 pub mod topk;
 
+use merge::{ScopeRead, ScopeShare};
 use phase_baseline::PhaseBaselines;
 use read::Read;
 use topk::{TopK, TopKConfig, TopList};
@@ -62,6 +65,9 @@ pub struct Pipeline {
     rounds: Vec<Option<Round>>,
     /// Shops a tick or [`Pipeline::work`] visits at most.
     visit_budget: usize,
+    /// [`Pipeline::with_scope_merge`]: category and platform reads waiting
+    /// to be handed over, instead of evaluated here.
+    scope_share: Option<ScopeShare>,
 }
 
 /// One window's evaluation of its pending shops at the bucket ends
@@ -94,6 +100,7 @@ impl Pipeline {
             topk: TopK::new(TopKConfig { k: 0, ..TopKConfig::default() }, n_windows),
             rounds: (0..n_windows).map(|_| None).collect(),
             visit_budget: usize::MAX,
+            scope_share: None,
         };
         p.track_pending();
         p
@@ -142,6 +149,25 @@ impl Pipeline {
         self
     }
 
+    /// One of several workers of a process: category and platform rules
+    /// are evaluated by a [`merge::ScopeMerge`] over every worker's share,
+    /// so this pipeline only collects what they read ([`Pipeline::take_scope_share`]).
+    pub fn with_scope_merge(mut self) -> Pipeline {
+        self.scope_share = Some(ScopeShare::default());
+        self
+    }
+
+    /// What category and platform rules read since the last call, for the
+    /// merge (`None` without [`Pipeline::with_scope_merge`] or when no
+    /// bucket completed).
+    pub fn take_scope_share(&mut self) -> Option<ScopeShare> {
+        let share = self.scope_share.as_mut()?;
+        if share.through.iter().all(Option::is_none) && share.end.is_none() {
+            return None;
+        }
+        Some(std::mem::take(share))
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -176,8 +202,11 @@ impl Pipeline {
     }
 
     /// Alerts read back from the alerts topic at start (oldest first); see [`NotifyGate`].
+    /// With [`Pipeline::with_scope_merge`], only shop alerts: the merge
+    /// owns the category and platform ones.
     pub fn restore_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
-        self.gate.restore(alerts);
+        let merged = self.scope_share.is_some();
+        self.gate.restore(alerts.into_iter().filter(|a| !merged || a.scope == Scope::Shop.as_str()));
     }
 
     /// Partitions are catching up on a backlog: hold firing notifications.
@@ -265,6 +294,17 @@ impl Pipeline {
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
         self.evaluate_through(&ends, out);
         self.continue_rounds(usize::MAX, out);
+        if self.scope_share.is_some() {
+            // Another worker's input may end later than this one's: its last
+            // bucket ends need this worker's reads too. Nothing more will be
+            // folded here, so reading ahead of the newest bucket is exact.
+            let ahead: Vec<Option<(i64, i64)>> =
+                ends.iter().zip(&self.readable).map(|(&e, &r)| Some((e + 1, e + r.max(1)))).collect();
+            self.evaluate_scopes(&ahead, out);
+            if let Some(share) = self.scope_share.as_mut() {
+                share.end = Some(ends);
+            }
+        }
     }
 
     /// Drops shops with empty windows; returns how many.
@@ -308,6 +348,14 @@ impl Pipeline {
             self.rounds[w] = Some(Round { from, end, seen: HashSet::new() });
         }
         self.drain_rounds(None, self.visit_budget, out);
+        if let Some(share) = self.scope_share.as_mut() {
+            share.through.resize(self.windows.len(), None);
+            for (w, span) in spans.iter().enumerate() {
+                if let Some((_, end)) = span {
+                    share.through[w] = Some(share.through[w].map_or(*end, |t| t.max(*end)));
+                }
+            }
+        }
         self.evaluate_scopes(&spans, out);
         self.gate.pass(out, before);
         self.count(out, before);
@@ -430,6 +478,12 @@ impl Pipeline {
                 let end_ms = (k + 1) * windows[w].step_ms;
                 for (name, view) in &targets {
                     let read = Read::at(&rules.rules()[r], name, Some(*view), None, (windows, phase_baselines), k);
+                    if let Some(share) = self.scope_share.as_mut() {
+                        let rule = &rules.rules()[r];
+                        let (rule, key) = (rule.name.as_str().into(), (*name).into());
+                        share.reads.push(ScopeRead { rule, scope, window: w, k, key, read });
+                        continue;
+                    }
                     if let Some(a) = rules.evaluate(r, name, name, &read.inputs(), end_ms) {
                         out.push(a);
                     }

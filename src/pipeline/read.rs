@@ -12,6 +12,7 @@ use crate::rules::{Inputs, RateRule, Ratio};
 /// What a rule reads for one key at bucket `k` of its window: the window
 /// itself, the long window of a multi-window rule, and a spike rule's
 /// baseline and peers (the rest of the category).
+#[derive(Clone, Debug)]
 pub(super) struct Read {
     current: Counts,
     confirm: Option<Counts>,
@@ -49,6 +50,24 @@ impl Read {
             (kc.saturating_sub(ks), nc.saturating_sub(ns))
         });
         Read { current, confirm, baseline, peers }
+    }
+
+    /// Adds another worker's read of the same rule, key and bucket end
+    /// (every part is a sum of counters; see `merge.rs`).
+    pub fn add(&mut self, o: &Read) {
+        self.current.add(&o.current);
+        match (&mut self.confirm, &o.confirm) {
+            (Some(a), Some(b)) => a.add(b),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
+        for (a, b) in [(&mut self.baseline, o.baseline), (&mut self.peers, o.peers)] {
+            if let Some((bk, bn)) = b {
+                let (ak, an) = a.get_or_insert((0, 0));
+                *ak += bk;
+                *an += bn;
+            }
+        }
     }
 
     pub fn inputs(&self) -> Inputs<'_> {

@@ -1,0 +1,270 @@
+//! Category and platform rules when one process runs several workers. Pure.
+//!
+//! Each worker owns the shops of its partitions, so its category and
+//! platform scopes hold only its share of them. A worker's [`Pipeline`] (in
+//! [`Pipeline::with_scope_merge`] mode) does not evaluate those rules: at each
+//! tick it hands over, as a [`ScopeShare`], what the rules would have read
+//! (the window, a multi-window rule's long window, a spike rule's baseline),
+//! for every category and bucket end it completed. Every read is a sum of
+//! counters, so the shares add up to what one worker holding every shop
+//! would have read.
+//!
+//! [`ScopeMerge`] sums the shares and evaluates bucket end `k` of window `w`
+//! once every worker that has a watermark has handed over `k` (the same
+//! rule a single worker follows: the watermark is the minimum over its
+//! partitions, here over all the process's partitions). A worker without
+//! partitions, or with nothing read yet, holds nothing back. Its own
+//! [`NotifyGate`] holds notifications while any worker catches up.
+//!
+//! [`Pipeline`]: super::Pipeline
+//! [`Pipeline::with_scope_merge`]: super::Pipeline::with_scope_merge
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::read::Read;
+use crate::engine::WindowSpec;
+use crate::event::Millis;
+use crate::rules::{fingerprint, Alert, AlertStatus, NotifyGate, RuleBook, RuleSet, Scope};
+
+/// What a rule read for one key (a category, or "" for the platform) at one
+/// bucket end, on one worker.
+#[derive(Clone, Debug)]
+pub struct ScopeRead {
+    /// By name: a reload may reach workers and the merge at different ticks.
+    pub rule: Box<str>,
+    pub scope: Scope,
+    pub window: usize,
+    pub k: i64,
+    pub key: Box<str>,
+    pub(super) read: Read,
+}
+
+/// One worker's category and platform reads of one tick.
+#[derive(Clone, Debug, Default)]
+pub struct ScopeShare {
+    /// Per window: the last bucket end the tick completed, if it completed one.
+    pub through: Vec<Option<i64>>,
+    pub reads: Vec<ScopeRead>,
+    /// Set by the worker's end of input ([`super::Pipeline::finish`]): per
+    /// window, its last bucket end. Its reads then go on a little past it,
+    /// for workers whose input ends later ([`ScopeMerge::finish`]).
+    pub end: Option<Vec<i64>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    /// Has said whether it is active: until every worker has, nothing is
+    /// evaluated (one that starts a moment later must not be left out).
+    reported: bool,
+    /// Has a watermark: its partitions hold the merge back.
+    active: bool,
+    holding: bool,
+    /// Per window: the last bucket end handed over.
+    through: Vec<Option<i64>>,
+    /// Per window: the last bucket end of its input, once it has ended.
+    end: Option<Vec<i64>>,
+}
+
+/// Sums of the workers' reads, by (window, bucket end), then (rule, key).
+type Pending = BTreeMap<(usize, i64), BTreeMap<(Box<str>, Box<str>), Read>>;
+
+pub struct ScopeMerge {
+    rules: RuleSet,
+    windows: Vec<WindowSpec>,
+    gate: NotifyGate,
+    workers: Vec<Progress>,
+    pending: Pending,
+    /// Per window: the last bucket end evaluated.
+    evaluated: Vec<Option<i64>>,
+    /// "scope\0key" of every category (and the platform) read so far.
+    known: HashSet<String>,
+    /// Reads that came after their bucket end was evaluated.
+    late_reads: u64,
+    fired: u64,
+    resolved: u64,
+}
+
+impl ScopeMerge {
+    pub fn new(rules: impl Into<RuleBook>, windows: Vec<WindowSpec>, workers: usize) -> ScopeMerge {
+        let n = windows.len();
+        ScopeMerge {
+            rules: RuleSet::new(rules),
+            evaluated: vec![None; n],
+            windows,
+            gate: NotifyGate::default(),
+            workers: vec![Progress { through: vec![None; n], ..Progress::default() }; workers.max(1)],
+            pending: BTreeMap::new(),
+            known: HashSet::new(),
+            late_reads: 0,
+            fired: 0,
+            resolved: 0,
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn gate(&self) -> &NotifyGate {
+        &self.gate
+    }
+
+    /// Puts new rules in force; see [`RuleSet::reload`].
+    pub fn reload_rules(&mut self, rules: impl Into<RuleBook>) -> usize {
+        self.rules.reload(rules)
+    }
+
+    /// Category and platform alerts read back from the alerts topic.
+    pub fn restore_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        self.gate.restore(alerts.into_iter().filter(|a| a.scope != Scope::Shop.as_str()));
+    }
+
+    /// Reads handed over after their bucket end was evaluated (a worker got
+    /// its first watermark behind the others); they are not counted.
+    pub fn late_reads(&self) -> u64 {
+        self.late_reads
+    }
+
+    /// (fired, resolved) notifications so far.
+    pub fn transitions(&self) -> (u64, u64) {
+        (self.fired, self.resolved)
+    }
+
+    /// The minimum watermark-derived progress: the evaluated bucket end of
+    /// each window, in ms (for metrics and the release of held alerts).
+    fn evaluated_ms(&self) -> Millis {
+        self.evaluated.iter().zip(&self.windows).filter_map(|(k, w)| k.map(|k| (k + 1) * w.step_ms)).max().unwrap_or(0)
+    }
+
+    /// Worker `worker` has (or no longer has) a watermark, and is (or is no
+    /// longer) catching up on a backlog.
+    pub fn status(&mut self, worker: usize, active: bool, holding: bool, out: &mut Vec<Alert>) {
+        let Some(p) = self.workers.get_mut(worker) else { return };
+        p.reported = true;
+        p.active = active;
+        p.holding = active && holding;
+        if !active {
+            p.through.iter_mut().for_each(|t| *t = None);
+        }
+        self.evaluate(out);
+        self.update_hold(out);
+    }
+
+    /// Adds worker `worker`'s reads of one tick and evaluates every bucket
+    /// end all active workers have now handed over.
+    pub fn offer(&mut self, worker: usize, share: ScopeShare, out: &mut Vec<Alert>) {
+        let Some(p) = self.workers.get_mut(worker) else { return };
+        p.reported = true;
+        p.active = true;
+        if share.end.is_some() {
+            p.end = share.end;
+        }
+        for (w, t) in share.through.iter().enumerate().take(p.through.len()) {
+            if let Some(t) = *t {
+                p.through[w] = Some(p.through[w].map_or(t, |old| old.max(t)));
+            }
+        }
+        for r in share.reads {
+            if self.evaluated.get(r.window).copied().flatten().is_some_and(|e| r.k <= e) {
+                self.late_reads += 1;
+                continue;
+            }
+            self.known.insert(format!("{}\0{}", r.scope.as_str(), r.key));
+            let sums = self.pending.entry((r.window, r.k)).or_default();
+            match sums.get_mut(&(r.rule.clone(), r.key.clone())) {
+                Some(sum) => sum.add(&r.read),
+                None => {
+                    sums.insert((r.rule, r.key), r.read);
+                }
+            }
+        }
+        self.evaluate(out);
+    }
+
+    /// Per window: the last bucket end every active worker has handed over.
+    fn ready_through(&self, w: usize) -> Option<i64> {
+        if !self.workers.iter().all(|p| p.reported) {
+            return None;
+        }
+        let mut active = self.workers.iter().filter(|p| p.active).peekable();
+        active.peek()?;
+        active.map(|p| p.through[w]).min().flatten()
+    }
+
+    fn evaluate(&mut self, out: &mut Vec<Alert>) {
+        let ready: Vec<Option<i64>> = (0..self.windows.len()).map(|w| self.ready_through(w)).collect();
+        self.evaluate_until(&ready, out);
+    }
+
+    /// End of input (a catch-up run whose workers have all finished):
+    /// evaluates every bucket end up to the last one of any worker's input,
+    /// as one worker reading every partition would at its end.
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        let last: Vec<Option<i64>> = (0..self.windows.len())
+            .map(|w| {
+                let ends = self.workers.iter().filter_map(|p| p.end.as_ref().map(|e| e[w]).or(p.through[w]));
+                ends.max()
+            })
+            .collect();
+        self.evaluate_until(&last, out);
+        self.pending.clear();
+        for p in &mut self.workers {
+            p.holding = false;
+        }
+        self.update_hold(out);
+    }
+
+    fn evaluate_until(&mut self, ready: &[Option<i64>], out: &mut Vec<Alert>) {
+        let before = out.len();
+        let due: Vec<(usize, i64)> =
+            self.pending.keys().copied().filter(|&(w, k)| ready[w].is_some_and(|r| k <= r)).collect();
+        // Bucket order across windows does not matter (rule state is per
+        // rule and key); within a window it is ascending.
+        for (w, k) in due {
+            let Some(sums) = self.pending.remove(&(w, k)) else { continue };
+            self.evaluated[w] = Some(self.evaluated[w].map_or(k, |e| e.max(k)));
+            let end_ms = (k + 1) * self.windows[w].step_ms;
+            for ((rule, key), read) in sums {
+                let Some(r) = self.rules.rules().iter().position(|x| *x.name == *rule && x.window == w) else {
+                    continue; // removed by a reload
+                };
+                if let Some(a) = self.rules.evaluate(r, &key, &key, &read.inputs(), end_ms) {
+                    out.push(a);
+                }
+            }
+        }
+        self.gate.pass(out, before);
+        for a in &out[before..] {
+            match a.status {
+                AlertStatus::Firing => self.fired += 1,
+                AlertStatus::Resolved => self.resolved += 1,
+            }
+        }
+    }
+
+    /// Holds notifications while any active worker catches up; releases
+    /// them when none does.
+    fn update_hold(&mut self, out: &mut Vec<Alert>) {
+        let holding = self.workers.iter().any(|p| p.holding);
+        match (holding, self.gate.is_holding()) {
+            (true, false) => self.gate.hold(),
+            (false, true) => {
+                let rules = &self.rules;
+                let active: HashSet<String> = rules
+                    .active()
+                    .map(|(r, key)| fingerprint(&rules.rules()[r].name, rules.rules()[r].scope.as_str(), key))
+                    .collect();
+                let known = |a: &Alert| self.known.contains(&format!("{}\0{}", a.scope, a.category));
+                let before = out.len();
+                self.gate.release(self.evaluated_ms(), known, |fp| active.contains(fp), out);
+                for a in &out[before..] {
+                    match a.status {
+                        AlertStatus::Firing => self.fired += 1,
+                        AlertStatus::Resolved => self.resolved += 1,
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Several workers of one process: category and platform rules evaluated by
+//! a `ScopeMerge` over the workers' shares must page exactly as one pipeline
+//! holding every shop does.
+
+use std::collections::BTreeMap;
+
+use peakguard::config::Config;
+use peakguard::engine::SourceId;
+use peakguard::event::*;
+use peakguard::pipeline::merge::ScopeMerge;
+use peakguard::pipeline::Pipeline;
+use peakguard::rules::{Alert, Scope};
+use proptest::prelude::*;
+
+const T0: Millis = 1_794_326_400_000;
+const MINUTE: Millis = 60_000;
+
+fn ev(shop: usize, category: &str, n: usize, t: Millis, refund: bool) -> Event {
+    let money = Money::new(100, "CNY").unwrap();
+    Event {
+        event_id: format!("{shop}-{n}-{refund}"),
+        shop_id: format!("shop-{shop}"),
+        order_id: format!("{shop}-{n}"),
+        sub_order_id: None,
+        event_time: t,
+        category: category.into(),
+        body: if refund {
+            EventBody::Refund {
+                step: RefundStep::Requested,
+                refund_type: RefundType::RefundOnly,
+                stage: RefundStage::PreShipment,
+                reason: Reason::ChangedMind,
+                money,
+                order_paid_at: t - MINUTE,
+                requested_at: None,
+            }
+        } else {
+            EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money }
+        },
+    }
+}
+
+/// A category and a platform copy of the default refund-rate rule, with low
+/// floors and a `for` / `keep_firing_for`, so incidents go through pending,
+/// firing and resolved; plus the shop rule, which each worker keeps.
+fn config() -> Config {
+    let mut cfg = Config::with_defaults();
+    let mut shop = cfg.rules[0].clone();
+    (shop.min_orders, shop.min_refunds) = (5, 2);
+    let mut category = shop.clone();
+    category.name = "category_refunds".into();
+    category.scope = Scope::Category;
+    category.for_ = std::time::Duration::from_secs(120);
+    category.keep_firing_for = std::time::Duration::from_secs(60);
+    let mut platform = category.clone();
+    platform.name = "platform_refunds".into();
+    platform.scope = Scope::Platform;
+    cfg.rules = vec![shop, category, platform];
+    cfg
+}
+
+/// Every transition, by fingerprint, in the order emitted.
+fn by_incident<'a>(alerts: impl Iterator<Item = &'a Alert>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in alerts {
+        out.entry(a.fingerprint.clone()).or_default().push(format!(
+            "{:?} {} {:?} {}/{} {} {}",
+            a.status, a.starts_at, a.ends_at, a.numerator, a.denominator, a.window, a.window_end
+        ));
+    }
+    out
+}
+
+/// Category and platform transitions (shop rules stay with each worker).
+fn scoped(alerts: &[Alert]) -> BTreeMap<String, Vec<String>> {
+    by_incident(alerts.iter().filter(|a| a.scope != "shop"))
+}
+
+/// Random streams over a few shops in two categories, split by shop over
+/// 2-3 workers: every category and platform incident goes through the same
+/// transitions, with the same numbers, as in one pipeline.
+#[test]
+fn merged_scopes_page_as_one_pipeline() {
+    let strategy = (
+        proptest::collection::vec(0u32..60, 4..10),
+        proptest::collection::vec((0usize..10, 0i64..6_000, 0u32..100, 0u8..3), 300..1500),
+        2usize..4,
+    );
+    let seen = std::cell::Cell::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(40));
+    let result = runner.run(&strategy, |(refund_pct, steps, workers)| {
+        seen.set(seen.get() + case(&refund_pct, &steps, workers)?);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The comparison must have had incidents to compare.
+    assert!(seen.get() >= 40, "only {} category/platform transitions over every case", seen.get());
+}
+
+/// One case; returns the transitions compared.
+fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> Result<usize, TestCaseError> {
+    let cfg = config();
+    let shops = refund_pct.len();
+    let category = |s: usize| if s % 3 == 0 { "toys" } else { "home" };
+    let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    let mut parts: Vec<Pipeline> =
+        (0..workers).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
+    let mut merge = ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, workers);
+    // The whole pipeline reads worker i's partition as source i, so its
+    // watermark is the minimum over them, as the merge's is.
+    for (i, p) in parts.iter_mut().enumerate() {
+        whole.assign(SourceId(i as u32), 0);
+        p.assign(SourceId(0), 0);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
+        for (i, p) in parts.iter_mut().enumerate() {
+            merge.status(i, p.watermark().is_some(), false, b);
+            if let Some(share) = p.take_scope_share() {
+                merge.offer(i, share, b);
+            }
+        }
+    };
+    // Every shop (so every worker) is seen first.
+    let mut events: Vec<(Event, u8)> = (0..shops).map(|s| (ev(s, category(s), s, T0, false), 1)).collect();
+    let mut t = T0;
+    for (n, &(shop, dt, roll, action)) in steps.iter().enumerate() {
+        let s = shop % shops;
+        t += dt;
+        events.push((ev(s, category(s), shops + n, t, roll < refund_pct[s]), action));
+    }
+    for (n, (e, action)) in events.iter().enumerate() {
+        let s: usize = e.shop_id["shop-".len()..].parse().unwrap();
+        whole.ingest(SourceId((s % workers) as u32), e, n as i64);
+        parts[s % workers].ingest(SourceId(0), e, n as i64);
+        if *action == 0 {
+            whole.tick(n as i64, &mut a);
+            for p in &mut parts {
+                p.tick(n as i64, &mut b);
+            }
+            hand_over(&mut parts, &mut merge, &mut b);
+        }
+    }
+    whole.finish(&mut a);
+    for p in &mut parts {
+        p.finish(&mut b);
+    }
+    hand_over(&mut parts, &mut merge, &mut b);
+    merge.finish(&mut b);
+    prop_assert_eq!(merge.late_reads(), 0);
+    let (whole_scopes, merged_scopes) = (scoped(&a), scoped(&b));
+    prop_assert_eq!(&whole_scopes, &merged_scopes);
+    Ok(whole_scopes.values().flatten().count())
+}
+
+/// A worker that has no watermark yet holds nothing back, and one that
+/// lags holds the merge back until it catches up.
+#[test]
+fn a_lagging_worker_holds_the_merge_back() {
+    let cfg = config();
+    let mut parts: Vec<Pipeline> =
+        (0..2).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
+    let mut merge = ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, 2);
+    let mut out = Vec::new();
+    for p in &mut parts {
+        p.assign(SourceId(0), 0);
+    }
+    // Worker 0: ten minutes of a 50% refund rate in "home"; worker 1 nothing yet.
+    let mut n = 0;
+    for m in 0..10 {
+        for i in 0..10 {
+            parts[0].ingest(SourceId(0), &ev(i % 4, "home", n, T0 + m * MINUTE + i as i64, i % 2 == 0), 0);
+            n += 1;
+        }
+        parts[0].tick(0, &mut out);
+    }
+    merge.status(1, parts[1].watermark().is_some(), false, &mut out);
+    let share = parts[0].take_scope_share().expect("buckets completed");
+    merge.offer(0, share, &mut out);
+    let fired: Vec<&str> = out.iter().map(|a| a.scope.as_str()).collect();
+    assert_eq!(fired, ["category", "platform"], "worker 1 has no watermark, so it holds nothing back");
+    // Worker 1 now has a watermark far behind: the next buckets wait for it.
+    out.clear();
+    parts[1].ingest(SourceId(0), &ev(7, "home", n, T0 + MINUTE, false), 0);
+    parts[1].tick(0, &mut out);
+    merge.status(1, true, false, &mut out);
+    for m in 10..14 {
+        parts[0].ingest(SourceId(0), &ev(1, "home", n + 1 + m as usize, T0 + m * MINUTE, false), 0);
+        parts[0].tick(0, &mut out);
+    }
+    let before = merge.rules().counts_by_rule();
+    merge.offer(0, parts[0].take_scope_share().unwrap(), &mut out);
+    assert_eq!(merge.rules().counts_by_rule(), before, "nothing evaluated while worker 1 lags");
+    // Once worker 1 passes them, they are evaluated.
+    parts[1].ingest(SourceId(0), &ev(7, "home", n + 100, T0 + 15 * MINUTE, false), 0);
+    parts[1].tick(0, &mut out);
+    if let Some(share) = parts[1].take_scope_share() {
+        merge.offer(1, share, &mut out);
+    }
+    assert!(merge.late_reads() > 0, "worker 1's first buckets were already evaluated");
+    assert_eq!(merge.transitions(), (2, 0));
+}
