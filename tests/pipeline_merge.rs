@@ -103,7 +103,7 @@ fn merged_scopes_page_as_one_pipeline() {
 fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> Result<usize, TestCaseError> {
     let cfg = config();
     let shops = refund_pct.len();
-    let category = |s: usize| if s % 3 == 0 { "toys" } else { "home" };
+    let category = |s: usize| if s.is_multiple_of(3) { "toys" } else { "home" };
     let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
     let mut parts: Vec<Pipeline> =
         (0..workers).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
@@ -115,7 +115,7 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
         p.assign(SourceId(0), 0);
     }
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let mut hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
+    let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
         for (i, p) in parts.iter_mut().enumerate() {
             merge.status(i, p.watermark().is_some(), false, b);
             if let Some(share) = p.take_scope_share() {
