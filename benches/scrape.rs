@@ -42,9 +42,10 @@ fn bench(c: &mut Criterion) {
     assert!(p.engine().shop_count() >= shops, "{} shops", p.engine().shop_count());
     let metrics = Metrics::new();
     let wm = p.watermark().expect("watermark");
-    metrics.export_scopes(p.engine(), wm);
+    metrics.export_scopes(0, p.engine(), wm);
     let top = p.top_k();
-    metrics.export_top(&top);
+    let k = p.top_k_len();
+    let top = metrics.export_top(0, top, k);
     let body = metrics.render();
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
     println!(
@@ -58,7 +59,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("scrape_1m_shops");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     g.bench_function("render /metrics", |b| b.iter(|| black_box(metrics.render().len())));
-    g.bench_function("export_scopes (worker, 1/s)", |b| b.iter(|| metrics.export_scopes(black_box(p.engine()), wm)));
+    g.bench_function("export_scopes (worker, 1/s)", |b| b.iter(|| metrics.export_scopes(0, black_box(p.engine()), wm)));
     g.bench_function("top_k refresh (worker, 1/s)", |b| b.iter(|| black_box(p.top_k().len())));
     g.finish();
 }

@@ -33,8 +33,9 @@ fn watched(cfg: &Config, path: &Path) -> Vec<PathBuf> {
     std::iter::once(path.to_path_buf()).chain(cfg.rules_path(path)).collect()
 }
 
-/// Re-reads `path`: on success puts its rules in `slot` and returns true.
-pub fn reload_once(current: &Config, path: &Path, slot: &RulesUpdate, metrics: &Metrics) -> bool {
+/// Re-reads `path`: on success puts its rules in every slot (one per worker,
+/// and one for the scope merge) and returns true.
+pub fn reload_once(current: &Config, path: &Path, slots: &[RulesUpdate], metrics: &Metrics) -> bool {
     match current.reload_rules(path) {
         Ok(book) => {
             tracing::info!(
@@ -44,8 +45,10 @@ pub fn reload_once(current: &Config, path: &Path, slot: &RulesUpdate, metrics: &
                 "rules reload accepted"
             );
             metrics.rules_reloads.with_label_values(&["accepted"]).inc();
-            if let Ok(mut s) = slot.lock() {
-                *s = Some(book);
+            for slot in slots {
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(book.clone());
+                }
             }
             true
         }
@@ -59,7 +62,7 @@ pub fn reload_once(current: &Config, path: &Path, slot: &RulesUpdate, metrics: &
 
 /// Watches for SIGHUP and for changes of the config file (and its rules
 /// file) until `stop`; each triggers [`reload_once`].
-pub fn spawn(current: Config, path: PathBuf, slot: RulesUpdate, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub fn spawn(current: Config, path: PathBuf, slots: Vec<RulesUpdate>, metrics: Arc<Metrics>, stop: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -91,7 +94,7 @@ pub fn spawn(current: Config, path: PathBuf, slot: RulesUpdate, metrics: Arc<Met
                 }
             };
             tracing::info!(trigger = why, file = %path.display(), "reloading rules");
-            reload_once(&current, &path, &slot, &metrics);
+            reload_once(&current, &path, &slots, &metrics);
             // The rules file may have been renamed in the config: watch what it names now.
             if let Ok(cfg) = Config::load(&path) {
                 files = watched(&cfg, &path);
@@ -126,7 +129,7 @@ mod tests {
         std::fs::write(&rules_path, RULE).unwrap();
         let cfg = Config::load(&cfg_path).unwrap();
         let (slot, metrics, stop) = (RulesUpdate::default(), Arc::new(Metrics::new()), CancellationToken::new());
-        spawn(cfg, cfg_path.clone(), slot.clone(), metrics.clone(), stop.clone());
+        spawn(cfg, cfg_path.clone(), vec![slot.clone()], metrics.clone(), stop.clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         std::fs::write(&rules_path, RULE.replace("0.1", "0.25").replace("\"r\"", "\"renamed\"")).unwrap();

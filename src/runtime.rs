@@ -1,7 +1,10 @@
-//! Wires one worker, the alert sinks and the HTTP server together; used by
-//! `peakguard run` and `peakguard demo`. The worker runs on its own OS thread
-//! (sync hot path); sinks and HTTP run on the tokio runtime. Every part stops
-//! on one [`CancellationToken`].
+//! Wires the workers, the alert sinks and the HTTP server together; used by
+//! `peakguard run` and `peakguard demo`. `kafka.workers` workers (one per
+//! core by default, never more than the topics have partitions) each run on
+//! their own OS thread (sync hot path), each its own consumer in the group;
+//! with more than one, a scope merge thread evaluates category and platform
+//! rules over their shares (`source/kafka/team.rs`). Sinks and HTTP run on
+//! the tokio runtime. Every part stops on one [`CancellationToken`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,8 @@ use crate::metrics::Metrics;
 use crate::query::ReadView;
 use crate::rules::Alert;
 use crate::sink::{self, alertmanager::AlertmanagerSink, kafka::KafkaSink, webhook::WebhookSink, Sink};
-use crate::source::kafka::{producer_config, SourceError};
+use crate::source::kafka::team::{run_merge, MergeOutput, Team};
+use crate::source::kafka::{producer_config, topics, SourceError};
 use crate::source::{run_worker, WorkerOptions, WorkerReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +71,9 @@ pub async fn run(
     on_listen: Option<OnListen>,
 ) -> Result<RunSummary, RunError> {
     let metrics = Arc::new(Metrics::new());
-    let view = ReadView::new();
+    let workers = worker_count(&cfg).await?;
+    info!(workers, "starting workers");
+    let view = ReadView::for_workers(workers);
     let http_stop = CancellationToken::new();
     let mut http_task = None;
     if opts.http {
@@ -102,7 +108,7 @@ pub async fn run(
             AlertmanagerSink::new(&am.url, am.timeout, am.attempts).map_err(|e| RunError::Webhook(e.to_string()))?;
         sinks.push(("alertmanager", Sink::Alertmanager(a, am.resend_interval)));
     }
-    let (tx, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
+    let (tx_sink, rx) = mpsc::channel(sink::QUEUE_CAPACITY);
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let sink_task = tokio::spawn(sink::run(rx, sinks, metrics.clone(), delivered.clone()));
 
@@ -111,11 +117,15 @@ pub async fn run(
             warn!(error = %e, "cannot make sure the checkpoint topic exists; checkpoint writes to it may fail");
         }
     }
-    let mut worker_opts = opts.worker.clone();
+    let worker_opts = opts.worker.clone();
     let reload_stop = CancellationToken::new();
+    // One rules slot per worker and one for the merge: a reload reaches all.
+    let slots: Vec<crate::reload::RulesUpdate> = match &worker_opts.rules_update {
+        Some(given) if workers == 1 => vec![given.clone()],
+        _ => (0..=workers).map(|_| Default::default()).collect(),
+    };
     if let Some(path) = opts.reload_from.clone() {
-        let slot = worker_opts.rules_update.get_or_insert_with(Default::default).clone();
-        crate::reload::spawn(cfg.clone(), path, slot, metrics.clone(), reload_stop.clone());
+        crate::reload::spawn(cfg.clone(), path, slots.clone(), metrics.clone(), reload_stop.clone());
     }
     // A stop must not hang on a stuck broker: once asked to stop, the worker
     // has `shutdown.drain_timeout` to finish, checkpoint and commit.
@@ -155,20 +165,79 @@ pub async fn run(
             stage = Some(handle);
         }
     }
-    let (done_tx, done_rx) = oneshot::channel();
-    let worker_metrics = metrics.clone();
-    let worker_view = view.clone();
-    std::thread::Builder::new()
-        .name("peakguard-worker".into())
-        .spawn(move || {
-            let result = run_worker(&cfg, &store, &worker_metrics, &worker_view, tx, shutdown, worker_opts);
-            let _ = done_tx.send(result);
-        })
-        .map_err(|_| RunError::WorkerPanicked)?;
-    let report = done_rx.await.map_err(|_| RunError::WorkerPanicked);
+    let (merge_tx, merge) = if workers > 1 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = MergeOutput {
+            part: workers,
+            metrics: metrics.clone(),
+            view: view.clone(),
+            alerts_tx: tx_sink.clone(),
+            rules_update: slots.get(workers).cloned(),
+            finish_at_end: worker_opts.exit_when_caught_up,
+        };
+        let (cfg, restore) = (cfg.clone(), worker_opts.restore_alerts);
+        let handle = std::thread::Builder::new()
+            .name("peakguard-merge".into())
+            .spawn(move || {
+                let mut merge =
+                    crate::pipeline::merge::ScopeMerge::new(cfg.rule_book(), cfg.engine_config().windows, workers);
+                if restore && !cfg.kafka.alerts_topic.is_empty() {
+                    match crate::source::restore::read_alerts(&cfg, std::time::Duration::from_secs(15)) {
+                        Ok(alerts) => merge.restore_alerts(alerts),
+                        Err(e) => {
+                            warn!(error = %e, "cannot read the alerts topic back; category alerts may page again")
+                        }
+                    }
+                }
+                run_merge(rx, merge, out)
+            })
+            .map_err(|_| RunError::WorkerPanicked)?;
+        (Some(tx), Some(handle))
+    } else {
+        (None, None)
+    };
+    let mut done = Vec::new();
+    for (team, slot) in Team::new(workers, merge_tx).into_iter().zip(slots) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let mut opts = worker_opts.clone();
+        opts.rules_update = Some(slot);
+        opts.team = team;
+        let (cfg, store, metrics, view) = (cfg.clone(), store.clone(), metrics.clone(), view.clone());
+        let (tx, shutdown) = (tx_sink.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name(format!("peakguard-worker-{}", opts.team.id))
+            .spawn(move || {
+                let result = run_worker(&cfg, &store, &metrics, &view, tx, shutdown.clone(), opts);
+                if result.is_err() {
+                    // One worker cannot start: the process stops (its
+                    // partitions would otherwise wait for it forever).
+                    shutdown.cancel();
+                }
+                let _ = done_tx.send(result);
+            })
+            .map_err(|_| RunError::WorkerPanicked)?;
+        done.push(done_rx);
+    }
+    drop(tx_sink);
+    let mut report: Option<Result<WorkerReport, RunError>> = None;
+    for rx in done {
+        let r = rx.await.map_err(|_| RunError::WorkerPanicked).and_then(|r| r.map_err(RunError::from));
+        report = Some(match (report, r) {
+            (None, r) => r,
+            (Some(Ok(a)), Ok(b)) => Ok(a.merge(b)),
+            (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+        });
+    }
+    if let Some(handle) = merge {
+        // Every worker has dropped its sender: the merge finishes and ends.
+        tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .map_err(|_| RunError::WorkerPanicked)?
+            .map_err(|_| RunError::WorkerPanicked)?;
+    }
     watchdog.abort();
     reload_stop.cancel();
-    let report = report??;
+    let report = report.ok_or(RunError::WorkerPanicked)??;
     if let Some(handle) = stage {
         let result = tokio::task::spawn_blocking(move || handle.join())
             .await
@@ -184,4 +253,24 @@ pub async fn run(
     }
     let alerts = delivered.lock().map(|d| d.clone()).unwrap_or_default();
     Ok(RunSummary { report, alerts, metrics, view })
+}
+
+/// `kafka.workers` (0: one per core), but no more than the event topics
+/// have partitions: a worker without one would only hold a group member.
+async fn worker_count(cfg: &Config) -> Result<usize, RunError> {
+    let wanted = cfg.worker_count();
+    if wanted <= 1 {
+        return Ok(1);
+    }
+    let c = cfg.clone();
+    let partitions = tokio::task::spawn_blocking(move || topics::partitions(&c, std::time::Duration::from_secs(10)))
+        .await
+        .map_err(|_| RunError::WorkerPanicked)??;
+    Ok(match partitions {
+        Some(p) if p < wanted => {
+            info!(wanted, partitions = p, "fewer partitions than kafka.workers: one worker per partition");
+            p
+        }
+        _ => wanted,
+    })
 }

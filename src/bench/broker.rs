@@ -12,9 +12,9 @@
 //! to the last, so the group join (seconds, and the same for both) does not
 //! flatter a small workload's ratio; the totals are reported too.
 //!
-//! With `--workers N`, N workers then read the same topics at once, each its
-//! own consumer in one new group (as N processes would), for the scaling
-//! ratio against one worker.
+//! With `--workers N`, one process with `kafka.workers = N` then reads the
+//! same topics again (N worker threads, each its own consumer in one new
+//! group, and the scope merge), for the scaling ratio against one worker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,8 +173,8 @@ impl Workers {
     }
 }
 
-/// Runs `workers` peakguard workers at once, each its own consumer in a new
-/// group (`<group>-<tag>`), until each is caught up.
+/// Runs one peakguard process with `workers` workers, in a new group
+/// (`<group>-<tag>`), until they are caught up.
 async fn peakguard_runs(
     cfg: &Config,
     store: &Arc<SchemaStore>,
@@ -183,30 +183,18 @@ async fn peakguard_runs(
 ) -> Result<Workers, BenchError> {
     let mut cfg = cfg.clone();
     cfg.kafka.group_id = format!("{}-{tag}", cfg.kafka.group_id);
+    cfg.kafka.workers = workers;
     let opts = RunOptions {
         http: false,
         reload_from: None,
         worker: WorkerOptions { exit_when_caught_up: true, restore_alerts: false, ..WorkerOptions::default() },
     };
-    let runs: Vec<_> = (0..workers)
-        .map(|_| tokio::spawn(runtime::run(cfg.clone(), store.clone(), CancellationToken::new(), opts.clone(), None)))
-        .collect();
-    let mut out = Workers { workers, records: 0, folded: 0, alerts: 0, reading: Duration::ZERO };
-    let mut span: Option<(Instant, Instant)> = None;
-    for run in runs {
-        let summary = run
-            .await
-            .map_err(|e| BenchError::Broker(format!("a peakguard worker failed: {e}")))?
-            .map_err(|e| BenchError::Broker(format!("peakguard run failed: {e}")))?;
-        out.records += summary.report.records;
-        out.folded += summary.report.stats.folded;
-        out.alerts += summary.alerts.len();
-        if let Some((first, last)) = summary.report.read_span {
-            span = Some(span.map_or((first, last), |(f, l)| (f.min(first), l.max(last))));
-        }
-    }
-    out.reading = span.map_or(Duration::ZERO, |(f, l)| l - f);
-    Ok(out)
+    let summary = runtime::run(cfg, store.clone(), CancellationToken::new(), opts, None)
+        .await
+        .map_err(|e| BenchError::Broker(format!("peakguard run failed: {e}")))?;
+    let r = &summary.report;
+    let reading = r.read_span.map_or(Duration::ZERO, |(f, l)| l - f);
+    Ok(Workers { workers, records: r.records, folded: r.stats.folded, alerts: summary.alerts.len(), reading })
 }
 
 /// The in-process cluster drops a partition's oldest records beyond

@@ -132,7 +132,14 @@ pub struct KafkaConfig {
     /// Topics keyed by something other than the shop id, re-keyed by shop
     /// into one of `topics` (see [`crate::source::repartition`]).
     pub repartition: Vec<Repartition>,
+    /// Worker threads in this process, each its own consumer in the group
+    /// owning the shops of its partitions; 0 (the default): one per core.
+    /// Never more than the topics have partitions.
+    pub workers: usize,
 }
+
+/// At most this many workers per process (`kafka.workers`).
+pub const MAX_WORKERS: usize = 256;
 
 /// `[[kafka.repartition]]`: read `source` (keyed otherwise, e.g. by order
 /// id), write each record unchanged to `target`, keyed by its shop id.
@@ -167,6 +174,7 @@ impl Default for KafkaConfig {
             dead_letter_topic: "peakguard.dead-letter".into(),
             properties: BTreeMap::new(),
             repartition: Vec::new(),
+            workers: 0,
         }
     }
 }
@@ -192,6 +200,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("properties", &props)
             .field("repartition", &self.repartition)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -413,6 +422,14 @@ impl Config {
     }
 
     /// The top-K settings. Call after [`validate`](Self::validate).
+    /// `kafka.workers`, with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        match self.kafka.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     pub fn top_k_config(&self) -> TopKConfig {
         let t = &self.topk;
         TopKConfig {

@@ -63,6 +63,14 @@ impl Config {
                 ));
             }
         }
+        if k.workers > super::MAX_WORKERS {
+            return Err(invalid(
+                "kafka.workers",
+                k.workers,
+                format!("more than {} worker threads", super::MAX_WORKERS),
+                "use 0 (one per core) or the number of cores; scale further with more processes in the group",
+            ));
+        }
         for key in k.properties.keys() {
             if let Some((_, instead)) = RESERVED_PROPERTIES.iter().find(|(r, _)| r == key) {
                 return Err(invalid(

@@ -29,37 +29,53 @@ fn header(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
 }
 
-/// One (scope, category, window) read at the watermark.
-struct Row<'a> {
-    scope: &'static str,
-    category: &'a str,
-    window: &'a str,
-    counts: crate::engine::Counts,
+/// One (scope, category, window) read at the watermark, by one worker; the
+/// rows of several workers add up ([`super::parts`]).
+#[derive(Clone, Debug)]
+pub struct ScopeRow {
+    pub scope: &'static str,
+    pub category: String,
+    pub window: String,
+    pub counts: crate::engine::Counts,
 }
 
-/// Renders the platform and category families of `engine` at `watermark`
-/// (each window ending with the bucket in progress, as dashboards want;
-/// rules read complete buckets only). Returns the text and the number of
-/// categories left out.
-pub fn render_scopes(engine: &Engine, watermark: Millis) -> (String, usize) {
+/// The platform and category rows of `engine` at `watermark` (each window
+/// ending with the bucket in progress, as dashboards want; rules read
+/// complete buckets only).
+pub fn scope_rows(engine: &Engine, watermark: Millis) -> Vec<ScopeRow> {
     let windows = &engine.config().windows;
-    let mut rows: Vec<Row<'_>> = Vec::new();
-    let mut push = |scope, category, view: ScopeView<'_>| {
+    let mut rows = Vec::new();
+    let mut push = |scope, category: &str, view: ScopeView<'_>| {
         for (w, spec) in windows.iter().enumerate() {
             let counts = view.read(w, bucket_of(watermark, spec.step_ms));
-            rows.push(Row { scope, category, window: spec.name.as_str(), counts });
+            rows.push(ScopeRow { scope, category: category.to_string(), window: spec.name.clone(), counts });
         }
     };
     if let Some(p) = engine.platform() {
         push("platform", "", p);
     }
-    let mut skipped = 0;
-    for (i, (name, view)) in engine.categories().enumerate() {
-        if i >= MAX_EXPORTED_CATEGORIES {
-            skipped += 1;
-            continue;
-        }
+    for (name, view) in engine.categories() {
         push("category", name, view);
+    }
+    rows
+}
+
+/// Renders the platform and category families of `rows`, the first
+/// [`MAX_EXPORTED_CATEGORIES`] categories only. Returns the text and the
+/// number of categories left out.
+pub fn render_scopes(all: &[ScopeRow]) -> (String, usize) {
+    let mut categories: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut skipped = std::collections::HashSet::new();
+    let mut rows: Vec<&ScopeRow> = Vec::with_capacity(all.len());
+    for r in all {
+        if r.scope == "category" && !categories.contains(r.category.as_str()) {
+            if categories.len() >= MAX_EXPORTED_CATEGORIES {
+                skipped.insert(r.category.as_str());
+                continue;
+            }
+            categories.insert(r.category.as_str());
+        }
+        rows.push(r);
     }
     let mut out = String::with_capacity(rows.len() * Metric::ALL.len() * 2 * 110);
     header(
@@ -68,7 +84,7 @@ pub fn render_scopes(engine: &Engine, watermark: Millis) -> (String, usize) {
         "Platform and per-category rates over each window ending with the bucket in progress",
     );
     for r in &rows {
-        let cat = escape(r.category);
+        let cat = escape(&r.category);
         for m in Metric::ALL {
             let (k, n) = m.ratio(&r.counts);
             let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
@@ -83,7 +99,7 @@ pub fn render_scopes(engine: &Engine, watermark: Millis) -> (String, usize) {
     }
     header(&mut out, "peakguard_business_denominator", "Denominator of peakguard_business_rate (e.g. orders paid)");
     for r in &rows {
-        let cat = escape(r.category);
+        let cat = escape(&r.category);
         for m in Metric::ALL {
             let (_, n) = m.ratio(&r.counts);
             let _ = writeln!(
@@ -101,7 +117,7 @@ pub fn render_scopes(engine: &Engine, watermark: Millis) -> (String, usize) {
         "Refund completion time (requested -> completed) quantiles, within 19%",
     );
     for r in &rows {
-        let cat = escape(r.category);
+        let cat = escape(&r.category);
         for (t, label) in [(RefundType::RefundOnly, "refund_only"), (RefundType::ReturnAndRefund, "return_and_refund")]
         {
             for q in [0.5, 0.9, 0.99] {
@@ -114,7 +130,7 @@ pub fn render_scopes(engine: &Engine, watermark: Millis) -> (String, usize) {
             }
         }
     }
-    (out, skipped)
+    (out, skipped.len())
 }
 
 /// Renders the top-K families.

@@ -2,7 +2,7 @@
 //! registered once here; the hot path only increments pre-resolved children.
 //! Cardinality is bounded: no label ever carries a shop id.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -16,6 +16,7 @@ use crate::rules::{NotifyGate, RuleSet};
 
 pub mod business;
 pub mod checkpoint;
+mod parts;
 
 pub use business::MAX_EXPORTED_CATEGORIES;
 
@@ -98,6 +99,8 @@ pub struct Metrics {
     /// after a start or rebalance (alert notifications are held back).
     pub catching_up: IntGauge,
     pub checkpoint: checkpoint::CheckpointMetrics,
+    /// What each worker and the scope merge last published (see [`parts`]).
+    parts: Mutex<parts::Parts>,
 }
 
 impl Metrics {
@@ -315,50 +318,98 @@ impl Metrics {
             campaign_phase,
             catching_up,
             alerts_restored,
+            parts: Mutex::default(),
         }
     }
 
-    /// Publishes the rules in force, their mutes and the campaign phase at
-    /// `watermark`.
-    pub fn export_rules(&self, rules: &RuleSet, watermark: Option<Millis>, gate: &NotifyGate) {
+    /// Part `part` (a worker, or the scope merge) publishes its rules'
+    /// counts, mutes and held notifications; the gauges show the sums over
+    /// every part, and the campaign phase at the lowest watermark.
+    pub fn export_rules(&self, part: usize, rules: &RuleSet, watermark: Option<Millis>, gate: &NotifyGate) {
+        let Ok(mut parts) = self.parts.lock() else { return };
+        let counts = rules.counts_by_rule();
+        let p = parts.get(part);
+        p.rules.clear();
+        for (i, (rule, (firing, pending))) in rules.rules().iter().zip(counts).enumerate() {
+            let held = gate.held_total().get(&rule.name).copied().unwrap_or(0);
+            let c =
+                parts::RuleCounts { severity: rule.severity.as_str(), firing, pending, muted: rules.muted()[i], held };
+            p.rules.insert(rule.name.clone(), c);
+        }
         self.rules_loaded.set(rules.rules().len() as i64);
         // Rules removed by a reload must not leave their series behind.
         self.alerts_firing.reset();
         self.alerts_pending.reset();
-        for (rule, (firing, pending)) in rules.rules().iter().zip(rules.counts_by_rule()) {
-            let labels = [rule.name.as_str(), rule.severity.as_str()];
-            self.alerts_firing.with_label_values(&labels).set(firing as i64);
-            self.alerts_pending.with_label_values(&labels).set(pending as i64);
+        self.rules_muted.reset();
+        for ((name, severity), c) in parts.rules() {
+            let labels = [name.as_str(), severity];
+            self.alerts_firing.with_label_values(&labels).set(c.firing as i64);
+            self.alerts_pending.with_label_values(&labels).set(c.pending as i64);
+            self.rules_muted.with_label_values(&[&name, "phase"]).set(c.muted as i64);
+            self.rules_muted.with_label_values(&[&name, "catching_up"]).set(c.held as i64);
         }
-        for (i, rule) in rules.rules().iter().enumerate() {
-            self.rules_muted.with_label_values(&[&rule.name, "phase"]).set(rules.muted()[i] as i64);
-            let held = gate.held_total().get(&rule.name).copied().unwrap_or(0);
-            self.rules_muted.with_label_values(&[&rule.name, "catching_up"]).set(held as i64);
-        }
-        let current = watermark.and_then(|wm| rules.calendar().phase_at(wm)).map(|p| p.name.as_str());
+        let wm = parts.watermark().or(watermark);
+        let current = wm.and_then(|wm| rules.calendar().phase_at(wm)).map(|p| p.name.as_str());
         for p in rules.calendar().phases() {
             self.campaign_phase.with_label_values(&[&p.name]).set(i64::from(current == Some(p.name.as_str())));
         }
     }
 
+    /// (firing, pending) alerts per rule name, over every part.
+    pub fn rule_totals(&self) -> std::collections::HashMap<String, (u64, u64)> {
+        let Ok(parts) = self.parts.lock() else { return Default::default() };
+        let mut out: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        for ((name, _), c) in parts.rules() {
+            let e = out.entry(name).or_default();
+            (e.0, e.1) = (e.0 + c.firing, e.1 + c.pending);
+        }
+        out
+    }
+
+    /// Worker `part`'s shops, watermark and catch-up: `peakguard_shops` is
+    /// the sum over workers, the watermark the lowest, and catching up true
+    /// while any worker is.
+    pub fn export_worker(&self, part: usize, shops: usize, watermark: Option<Millis>, catching_up: bool) {
+        let Ok(mut parts) = self.parts.lock() else { return };
+        let p = parts.get(part);
+        (p.shops, p.watermark, p.catching_up) = (shops, watermark, catching_up);
+        self.shops.set(parts.iter().map(|p| p.shops).sum::<usize>() as i64);
+        if let Some(wm) = parts.watermark() {
+            self.watermark.set(wm as f64 / 1000.0);
+        }
+        self.catching_up.set(i64::from(parts.iter().any(|p| p.catching_up)));
+    }
+
     /// Publishes platform and per-category rates of every window ending with
     /// the bucket that holds `watermark` (dashboards want the bucket in
     /// progress; rules, which must not page on partial data, read complete
-    /// buckets only). See [`business`].
-    pub fn export_scopes(&self, engine: &Engine, watermark: Millis) {
-        let (text, skipped) = business::render_scopes(engine, watermark);
+    /// buckets only), summed over every worker's share. See [`business`].
+    pub fn export_scopes(&self, part: usize, engine: &Engine, watermark: Millis) {
+        let rows = business::scope_rows(engine, watermark);
+        let Ok(mut parts) = self.parts.lock() else { return };
+        let p = parts.get(part);
+        p.scopes = rows;
+        p.dedup_evicted = engine.dedup_evicted();
+        let (text, skipped) = business::render_scopes(&parts.scopes());
+        self.dedup_evicted.set(parts.iter().map(|p| p.dedup_evicted).sum::<u64>() as i64);
+        drop(parts);
         if let Ok(mut t) = self.scopes_text.write() {
             *t = Arc::new(text);
         }
         self.categories_not_exported.set(skipped as i64);
-        self.dedup_evicted.set(engine.dedup_evicted() as i64);
     }
 
-    /// Publishes the top-K lists (replacing the previous shops).
-    pub fn export_top(&self, lists: &[TopList]) {
+    /// Publishes worker `part`'s top-K lists (replacing its previous shops)
+    /// and returns the lists over every worker, `k` entries each at most.
+    pub fn export_top(&self, part: usize, lists: Vec<TopList>, k: usize) -> Vec<TopList> {
+        let Ok(mut parts) = self.parts.lock() else { return lists };
+        parts.get(part).top = lists;
+        let top = parts.top(k);
+        drop(parts);
         if let Ok(mut t) = self.top_text.write() {
-            *t = Arc::new(business::render_top(lists));
+            *t = Arc::new(business::render_top(&top));
         }
+        top
     }
 
     /// Pre-resolved `events_total` children, indexed by kind and outcome.

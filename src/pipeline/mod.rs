@@ -128,6 +128,11 @@ impl Pipeline {
         self
     }
 
+    /// How many shops a top-K list holds at most (0: off).
+    pub fn top_k_len(&self) -> usize {
+        self.topk.k()
+    }
+
     /// The top-K lists at the last evaluated bucket of each window.
     pub fn top_k(&mut self) -> Vec<TopList> {
         let Some(ends) = self.evaluated.iter().copied().collect::<Option<Vec<i64>>>() else {

@@ -93,6 +93,11 @@ impl TopK {
         (den >= self.cfg.min_denominator).then(|| (num, den, stats::wilson_lower_bound(num, den, self.cfg.z)))
     }
 
+    /// Shops per list (0: off).
+    pub fn k(&self) -> usize {
+        self.cfg.k
+    }
+
     /// Lists are kept (k > 0).
     pub fn enabled(&self) -> bool {
         !self.candidates.is_empty()

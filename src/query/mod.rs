@@ -5,9 +5,12 @@
 //! * Firing alerts: a `DashMap` by fingerprint, updated as notifications go out.
 //! * Top-K lists and the rules in force: snapshots replaced once a second.
 //! * A shop's aggregates: a `DashMap` cache. On a miss the handler leaves a
-//!   request in a mailbox; the worker answers between two poll batches
-//!   (within `engine.tick_interval`) from its own thread, and the answer is
-//!   cached for [`SHOP_CACHE_TTL`]. Keeping a second copy of every shop's
+//!   request in every worker's mailbox; each answers between two poll
+//!   batches (within `engine.tick_interval`) from its own thread, the one
+//!   that owns the shop with its report, and the answer is cached for
+//!   [`SHOP_CACHE_TTL`]. The shop is unknown once every worker said so.
+//! * Readiness: every worker that has partitions has restored them and
+//!   caught up, and at least one has partitions. Keeping a second copy of every shop's
 //!   windows would double the memory of a million shops; this costs one
 //!   read per queried shop.
 //!
@@ -15,7 +18,7 @@
 
 pub mod shop;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,8 +33,13 @@ pub use shop::ShopReport;
 /// How long a shop's answer is reused.
 pub const SHOP_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// A shop query waiting for the worker.
-pub type ShopRequest = (String, oneshot::Sender<Option<Arc<ShopReport>>>);
+/// A shop query waiting for the workers: the first report wins; `None`
+/// once every worker has answered without one.
+pub struct ShopRequest {
+    pub shop: String,
+    reply: Mutex<Option<oneshot::Sender<Option<Arc<ShopReport>>>>>,
+    unanswered: AtomicUsize,
+}
 
 /// A rule in force, as `/api/v1/rules` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -104,14 +112,27 @@ pub struct ReadView {
     top: RwLock<Arc<Vec<TopList>>>,
     rules: RwLock<Arc<RulesInfo>>,
     shops: DashMap<String, (Instant, Arc<ShopReport>)>,
-    requests: Mutex<Vec<ShopRequest>>,
-    /// Partitions assigned, and no backlog left from their assignment.
-    ready: AtomicBool,
+    /// Per worker: the requests waiting for it.
+    requests: Vec<Mutex<Vec<Arc<ShopRequest>>>>,
+    /// Per worker: `None` without partitions, else whether they are
+    /// restored and caught up on the backlog they had when assigned.
+    ready: Mutex<Vec<Option<bool>>>,
 }
 
 impl ReadView {
+    /// The view of a process with one worker.
     pub fn new() -> Arc<ReadView> {
-        Arc::new(ReadView::default())
+        ReadView::for_workers(1)
+    }
+
+    /// The view of a process with `workers` workers.
+    pub fn for_workers(workers: usize) -> Arc<ReadView> {
+        let n = workers.max(1);
+        Arc::new(ReadView {
+            requests: (0..n).map(|_| Mutex::default()).collect(),
+            ready: Mutex::new(vec![Some(false); n]),
+            ..ReadView::default()
+        })
     }
 
     /// A notification went out: firing alerts are kept, resolved ones dropped.
@@ -153,12 +174,19 @@ impl ReadView {
         self.rules.read().map(|r| r.clone()).unwrap_or_default()
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Worker `worker`'s readiness: `None` when it has no partitions.
+    pub fn set_ready(&self, worker: usize, ready: Option<bool>) {
+        if let Ok(mut r) = self.ready.lock() {
+            if let Some(slot) = r.get_mut(worker) {
+                *slot = ready;
+            }
+        }
     }
 
+    /// Some worker has partitions, and every one that has is ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        let Ok(r) = self.ready.lock() else { return false };
+        r.iter().any(Option::is_some) && r.iter().flatten().all(|&ready| ready)
     }
 
     /// A cached answer for `shop`, if fresh.
@@ -167,33 +195,49 @@ impl ReadView {
         (e.0.elapsed() < SHOP_CACHE_TTL).then(|| e.1.clone())
     }
 
-    /// Leaves a request for the worker; the answer comes on the returned channel.
+    /// Leaves a request for every worker; the answer comes on the returned channel.
     pub fn request_shop(&self, shop: &str) -> oneshot::Receiver<Option<Arc<ShopReport>>> {
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut r) = self.requests.lock() {
-            r.push((shop.to_string(), tx));
+        let request = Arc::new(ShopRequest {
+            shop: shop.to_string(),
+            reply: Mutex::new(Some(tx)),
+            unanswered: AtomicUsize::new(self.requests.len()),
+        });
+        for mailbox in &self.requests {
+            if let Ok(mut r) = mailbox.lock() {
+                r.push(request.clone());
+            }
         }
         rx
     }
 
-    /// The worker's side: takes the waiting requests (cheap when there are none).
-    pub fn take_requests(&self) -> Vec<ShopRequest> {
-        match self.requests.try_lock() {
-            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+    /// Worker `worker`'s side: takes its waiting requests (cheap when there are none).
+    pub fn take_requests(&self, worker: usize) -> Vec<Arc<ShopRequest>> {
+        match self.requests.get(worker).map(Mutex::try_lock) {
+            Some(Ok(mut r)) if !r.is_empty() => std::mem::take(&mut *r),
             _ => Vec::new(),
         }
     }
 
-    /// The worker's answer, cached, then sent.
-    pub fn answer(&self, request: ShopRequest, report: Option<ShopReport>) {
-        let report = report.map(Arc::new);
-        if let Some(r) = &report {
-            self.shops.insert(request.0.clone(), (Instant::now(), r.clone()));
-            // Bounded: a scraper walking every shop must not grow this forever.
-            if self.shops.len() > 10_000 {
-                self.shops.retain(|_, (at, _)| at.elapsed() < SHOP_CACHE_TTL);
+    /// A worker's answer: a report is cached and sent at once; `None` is
+    /// sent when it is the last worker's answer and none had a report.
+    pub fn answer(&self, request: &ShopRequest, report: Option<ShopReport>) {
+        let last = request.unanswered.fetch_sub(1, Ordering::AcqRel) == 1;
+        let Some(report) = report.map(Arc::new) else {
+            if last {
+                if let Some(tx) = request.reply.lock().ok().and_then(|mut r| r.take()) {
+                    let _ = tx.send(None);
+                }
             }
+            return;
+        };
+        self.shops.insert(request.shop.clone(), (Instant::now(), report.clone()));
+        // Bounded: a scraper walking every shop must not grow this forever.
+        if self.shops.len() > 10_000 {
+            self.shops.retain(|_, (at, _)| at.elapsed() < SHOP_CACHE_TTL);
         }
-        let _ = request.1.send(report);
+        if let Some(tx) = request.reply.lock().ok().and_then(|mut r| r.take()) {
+            let _ = tx.send(Some(report));
+        }
     }
 }

@@ -253,6 +253,9 @@ impl Worker<'_> {
             if let Some(s) = self.sources.get_mut(topic).and_then(|v| v.get_mut(*p as usize)).and_then(Option::take) {
                 self.pipeline.revoke(s.id);
                 self.metrics.partitions.with_label_values(&[topic]).dec();
+                let labels = [topic.as_str(), &p.to_string()];
+                let _ = self.metrics.consumer_lag.remove_label_values(&labels);
+                let _ = self.metrics.partition_event_time.remove_label_values(&labels);
             }
         }
         for p in &numbers {

@@ -15,7 +15,8 @@ mod checkpoints;
 mod client;
 mod partitions;
 mod records;
-mod topics;
+pub mod team;
+pub mod topics;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ use tracing::{debug, info, warn};
 use self::checkpoints::Checkpointer;
 pub use self::client::{client_config, producer_config};
 use self::partitions::{RebalanceLog, SourceState};
+pub use self::team::Team;
 use super::dead_letter::DeadLetters;
 use super::limiter::LogLimiter;
 use crate::codec::{self, SchemaStore};
@@ -53,6 +55,8 @@ pub struct WorkerOptions {
     /// Read the alerts topic back at start, so alerts already notified by a
     /// previous run are not paged again.
     pub restore_alerts: bool,
+    /// Its place among the process's workers (alone by default).
+    pub team: Team,
 }
 
 impl Default for WorkerOptions {
@@ -62,6 +66,7 @@ impl Default for WorkerOptions {
             rules_update: None,
             hold_during_catch_up: true,
             restore_alerts: true,
+            team: Team::default(),
         }
     }
 }
@@ -81,6 +86,30 @@ pub struct WorkerReport {
     /// Producer timestamp -> folded, in milliseconds.
     pub latency_ms: Histogram<u64>,
     pub shops: usize,
+}
+
+impl WorkerReport {
+    /// The report of a process: its workers' reports added up.
+    pub fn merge(mut self, o: WorkerReport) -> WorkerReport {
+        self.records += o.records;
+        self.decode_errors += o.decode_errors;
+        let (a, b) = (&mut self.stats, o.stats);
+        a.folded += b.folded;
+        a.ignored += b.ignored;
+        a.late += b.late;
+        a.duplicate += b.duplicate;
+        a.future += b.future;
+        a.fired += b.fired;
+        a.resolved += b.resolved;
+        self.elapsed = self.elapsed.max(o.elapsed);
+        self.read_span = match (self.read_span, o.read_span) {
+            (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+            (a, b) => a.or(b),
+        };
+        let _ = self.latency_ms.add(&o.latency_ms);
+        self.shops += o.shops;
+        self
+    }
 }
 
 /// Errors that stop a worker at start.
@@ -130,6 +159,11 @@ struct Worker<'a> {
     checkpointer: Option<Checkpointer>,
     /// Writer schemas the local store lacks; `None` without a registry.
     registry: Option<codec::registry::Registry>,
+    team: Team,
+    /// Has had an assignment (perhaps an empty one) from the group.
+    assigned_once: bool,
+    /// Its last answer to [`Team::all_done`].
+    done: bool,
 }
 
 /// Runs one worker until `shutdown` is cancelled (or, with
@@ -157,6 +191,9 @@ pub fn run_worker(
         None => None,
     };
     let mut cc = client_config(cfg);
+    if !cfg.kafka.properties.contains_key("client.id") {
+        cc.set("client.id", format!("peakguard-{}", opts.team.id));
+    }
     cc.set("group.id", &cfg.kafka.group_id)
         // With checkpoints, offsets are committed with each checkpoint only.
         .set("enable.auto.commit", if checkpointer.is_some() { "false" } else { "true" })
@@ -179,14 +216,18 @@ pub fn run_worker(
                 .map_err(SourceError::Producer)?,
         )
     };
+    let mut pipeline = Pipeline::new(cfg.engine_config(), cfg.rule_book())
+        .with_top_k(cfg.top_k_config())
+        .with_visit_budget(crate::pipeline::VISIT_BUDGET);
+    if opts.team.merged() {
+        pipeline = pipeline.with_scope_merge();
+    }
     let mut w = Worker {
         dead_letters,
         store,
         metrics,
         view,
-        pipeline: Pipeline::new(cfg.engine_config(), cfg.rule_book())
-            .with_top_k(cfg.top_k_config())
-            .with_visit_budget(crate::pipeline::VISIT_BUDGET),
+        pipeline,
         sources: Default::default(),
         next_source: 0,
         alerts_tx,
@@ -201,6 +242,9 @@ pub fn run_worker(
         hold: opts.hold_during_catch_up,
         checkpointer,
         registry,
+        team: opts.team.clone(),
+        assigned_once: false,
+        done: false,
     };
     if opts.restore_alerts && !cfg.kafka.alerts_topic.is_empty() {
         match super::restore::read_alerts(cfg, Duration::from_secs(15)) {
@@ -299,6 +343,7 @@ impl Worker<'_> {
                 }
                 let now = self.proc_now();
                 self.pipeline.tick(now, &mut self.alerts);
+                self.hand_over();
                 self.update_catch_up();
                 self.flush_alerts();
                 if last_export.elapsed() >= Duration::from_secs(1) {
@@ -312,13 +357,14 @@ impl Worker<'_> {
                     debug!(evicted, "evicted idle shops");
                 }
             }
-            if opts.exit_when_caught_up && self.all_caught_up() {
+            if opts.exit_when_caught_up && self.catch_up_done() {
                 info!("every assigned partition is caught up; finishing");
                 break;
             }
         }
         if opts.exit_when_caught_up {
             self.pipeline.finish(&mut self.alerts);
+            self.hand_over();
             self.update_catch_up();
             self.flush_alerts();
         }
@@ -329,23 +375,50 @@ impl Worker<'_> {
     /// view behind the query API.
     fn publish(&mut self, consumer: &BaseConsumer<RebalanceLog>) {
         let _span = tracing::debug_span!("publish").entered();
+        let id = self.team.id;
         if let Some(wm) = self.pipeline.watermark() {
-            self.metrics.export_scopes(self.pipeline.engine(), wm);
+            self.metrics.export_scopes(id, self.pipeline.engine(), wm);
         }
         self.export_partitions(consumer);
-        let top = self.pipeline.top_k();
-        self.metrics.export_top(&top);
+        let k = self.pipeline.top_k_len();
+        let top = self.metrics.export_top(id, self.pipeline.top_k(), k);
         self.view.set_top(top);
-        self.view.set_rules(RulesInfo::of(self.pipeline.rules(), self.pipeline.watermark()));
+        let mut rules = RulesInfo::of(self.pipeline.rules(), self.pipeline.watermark());
+        if self.team.size > 1 {
+            // Every worker's (and the merge's) firing and pending alerts.
+            let totals = self.metrics.rule_totals();
+            for r in &mut rules.rules {
+                (r.firing, r.pending) = totals.get(&r.name).copied().unwrap_or_default();
+            }
+        }
+        self.view.set_rules(rules);
         let assigned = self.sources.values().flatten().flatten().next().is_some();
-        self.view.set_ready(assigned && !self.pipeline.gate().is_holding());
+        let holding = self.pipeline.gate().is_holding();
+        self.view.set_ready(id, assigned.then_some(!holding));
+        self.team.status(self.pipeline.watermark().is_some(), holding);
+    }
+
+    /// Hands the category and platform reads of the last tick to the merge.
+    fn hand_over(&mut self) {
+        if let Some(share) = self.pipeline.take_scope_share() {
+            self.team.share(share);
+        }
+    }
+
+    /// A catch-up run is over for this process: every worker has read its
+    /// partitions to the end (a worker the group gave none is done once it
+    /// has been told so, unless it is alone).
+    fn catch_up_done(&mut self) -> bool {
+        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        let done = self.all_caught_up() || (!assigned && self.assigned_once && self.team.size > 1);
+        self.team.all_done(&mut self.done, done)
     }
 
     /// Answers the query API's shop requests (between two batches).
     fn answer_queries(&self) {
-        for request in self.view.take_requests() {
-            let report = crate::query::shop::report(self.pipeline.engine(), &request.0);
-            self.view.answer(request, report);
+        for request in self.view.take_requests(self.team.id) {
+            let report = crate::query::shop::report(self.pipeline.engine(), &request.shop);
+            self.view.answer(&request, report);
         }
     }
 
@@ -359,11 +432,9 @@ impl Worker<'_> {
                 warn!("alert sink is gone; alert dropped");
             }
         }
-        m.export_rules(self.pipeline.rules(), self.pipeline.watermark(), self.pipeline.gate());
-        m.shops.set(self.pipeline.engine().shop_count() as i64);
-        if let Some(wm) = self.pipeline.watermark() {
-            m.watermark.set(wm as f64 / 1000.0);
-        }
+        let (id, p) = (self.team.id, &self.pipeline);
+        m.export_rules(id, p.rules(), p.watermark(), p.gate());
+        m.export_worker(id, p.engine().shop_count(), p.watermark(), p.gate().is_holding());
     }
 
     fn finish(mut self, consumer: &BaseConsumer<RebalanceLog>) -> WorkerReport {
@@ -375,6 +446,9 @@ impl Worker<'_> {
             debug!(error = %e, "final commit failed");
         }
         consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Its partitions hold the merge back no more.
+        self.team.status(false, false);
+        self.view.set_ready(self.team.id, None);
         if let Some(d) = &self.dead_letters {
             if let Err(e) = d.flush(Duration::from_secs(5)) {
                 warn!(error = %e, "dead letters not all delivered at shutdown");

@@ -91,10 +91,10 @@ pub(super) struct SourceState {
 
 impl Worker<'_> {
     /// Lag and newest event time of every assigned partition.
+    /// Only this worker's partitions: the others' are theirs to set, and a
+    /// revoked partition's series are removed where it is revoked.
     pub(super) fn export_partitions(&self, consumer: &BaseConsumer<RebalanceLog>) {
         let m = self.metrics;
-        m.consumer_lag.reset();
-        m.partition_event_time.reset();
         for (topic, parts) in &self.sources {
             for (p, s) in parts.iter().enumerate() {
                 let Some(s) = s else { continue };
@@ -171,7 +171,8 @@ impl Worker<'_> {
             }
             _ => {}
         }
-        self.metrics.catching_up.set(i64::from(self.pipeline.gate().is_holding()));
+        let (id, p) = (self.team.id, &self.pipeline);
+        self.metrics.export_worker(id, p.engine().shop_count(), p.watermark(), p.gate().is_holding());
     }
 
     /// End of log on partition `p` of some topic (librdkafka does not say
@@ -216,6 +217,7 @@ impl Worker<'_> {
         for change in changes {
             match change {
                 Change::Assigned(tps) => {
+                    self.assigned_once = true;
                     info!(partitions = ?tps, "partitions assigned");
                     self.assign_partitions(consumer, tps);
                     // Hold from the first record of the backlog on.

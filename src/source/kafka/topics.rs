@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use tracing::warn;
 
 use super::partitions::RebalanceLog;
@@ -15,8 +15,8 @@ use super::SourceError;
 
 /// Partition counts of `topics` as the broker reports them; `None` for a
 /// topic it does not know.
-fn partition_counts(
-    consumer: &BaseConsumer<RebalanceLog>,
+fn partition_counts<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topics: &[String],
     timeout: Duration,
 ) -> Result<Vec<(String, Option<usize>)>, rdkafka::error::KafkaError> {
@@ -54,6 +54,18 @@ pub(super) fn check_co_partitioned(
         }
     }
     verdict(&counts)
+}
+
+/// How many partitions the event topics have (the most workers a process
+/// can give work to), or `None` when the broker does not say; fails when
+/// they are not co-partitioned.
+pub fn partitions(cfg: &crate::config::Config, timeout: Duration) -> Result<Option<usize>, SourceError> {
+    let consumer: BaseConsumer = super::client_config(cfg)
+        .create()
+        .map_err(|cause| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), cause })?;
+    let Ok(counts) = partition_counts(&consumer, &cfg.kafka.topics, timeout) else { return Ok(None) };
+    verdict(&counts)?;
+    Ok(counts.iter().filter_map(|(_, c)| *c).max())
 }
 
 /// The decision, apart from the broker: an error naming every count.
