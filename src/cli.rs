@@ -120,8 +120,9 @@ pub enum Command {
         /// event-time order.
         #[arg(long, default_value_t = 0)]
         interleave: u64,
-        /// With --broker: also read with this many workers at once (each its
-        /// own consumer in one group) and report the scaling over one.
+        /// With --broker: also read with one process of this many workers
+        /// (`kafka.workers`, each its own consumer in one group) and report
+        /// the scaling over one worker.
         #[arg(long, default_value_t = 1, requires = "broker", value_parser = clap::value_parser!(u64).range(1..=256))]
         workers: u64,
     },

@@ -57,6 +57,8 @@ pub struct RunSummary {
     pub metrics: Arc<Metrics>,
     /// The query API's read view as the run left it.
     pub view: Arc<ReadView>,
+    /// Worker threads the run had (`kafka.workers`, resolved).
+    pub workers: usize,
 }
 
 /// A started HTTP server's address, reported before the run ends.
@@ -252,7 +254,7 @@ pub async fn run(
         let _ = t.await;
     }
     let alerts = delivered.lock().map(|d| d.clone()).unwrap_or_default();
-    Ok(RunSummary { report, alerts, metrics, view })
+    Ok(RunSummary { report, alerts, metrics, view, workers })
 }
 
 /// `kafka.workers` (0: one per core), but no more than the event topics

@@ -241,3 +241,52 @@ impl ReadView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(shop: &str) -> ShopReport {
+        ShopReport { shop_id: shop.into(), category: "c".into(), watermark: Some(1), windows: Default::default() }
+    }
+
+    #[test]
+    fn a_shop_query_is_answered_by_the_worker_that_owns_it() {
+        let view = ReadView::for_workers(3);
+        let mut rx = view.request_shop("s1");
+        let asked: Vec<_> = (0..3).map(|w| view.take_requests(w)).collect();
+        assert!(asked.iter().all(|r| r.len() == 1), "every worker is asked");
+        view.answer(&asked[0][0], None);
+        assert!(rx.try_recv().is_err(), "one worker without it is not the answer yet");
+        view.answer(&asked[2][0], Some(report("s1")));
+        assert_eq!(rx.try_recv().expect("answered").expect("found").shop_id, "s1");
+        view.answer(&asked[1][0], None);
+        assert!(view.cached_shop("s1").is_some());
+    }
+
+    #[test]
+    fn an_unknown_shop_is_unknown_once_every_worker_said_so() {
+        let view = ReadView::for_workers(2);
+        let mut rx = view.request_shop("nobody");
+        let (a, b) = (view.take_requests(0), view.take_requests(1));
+        view.answer(&a[0], None);
+        assert!(rx.try_recv().is_err());
+        view.answer(&b[0], None);
+        assert_eq!(rx.try_recv().expect("answered"), None);
+    }
+
+    #[test]
+    fn ready_when_every_worker_with_partitions_is() {
+        let view = ReadView::for_workers(2);
+        assert!(!view.is_ready(), "no worker has reported");
+        view.set_ready(0, Some(true));
+        assert!(!view.is_ready(), "worker 1 has not reported");
+        view.set_ready(1, None);
+        assert!(view.is_ready(), "worker 1 has no partitions");
+        view.set_ready(1, Some(false));
+        assert!(!view.is_ready(), "worker 1 is catching up");
+        view.set_ready(0, None);
+        view.set_ready(1, None);
+        assert!(!view.is_ready(), "no partitions at all");
+    }
+}

@@ -401,6 +401,9 @@ impl Worker<'_> {
     /// Hands the category and platform reads of the last tick to the merge.
     fn hand_over(&mut self) {
         if let Some(share) = self.pipeline.take_scope_share() {
+            // Status first: the merge must hold notifications from the
+            // first share of a backlog on.
+            self.team.status(true, self.pipeline.gate().is_holding());
             self.team.share(share);
         }
     }
@@ -446,8 +449,7 @@ impl Worker<'_> {
             debug!(error = %e, "final commit failed");
         }
         consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Its partitions hold the merge back no more.
-        self.team.status(false, false);
+        self.team.finished();
         self.view.set_ready(self.team.id, None);
         if let Some(d) = &self.dead_letters {
             if let Err(e) = d.flush(Duration::from_secs(5)) {

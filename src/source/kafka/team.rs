@@ -30,6 +30,8 @@ pub enum MergeMsg {
     Share(usize, ScopeShare),
     /// Whether the worker has a watermark and is catching up on a backlog.
     Status { worker: usize, active: bool, holding: bool },
+    /// The worker has stopped (its last share came before).
+    Finished(usize),
 }
 
 /// One worker's place among the workers of its process.
@@ -78,6 +80,12 @@ impl Team {
     /// A catch-up run: records whether this worker is done (`mine` is its
     /// last answer); true once every worker of the process is, and from
     /// then on.
+    pub(super) fn finished(&self) {
+        if let Some(m) = &self.merge {
+            let _ = m.send(MergeMsg::Finished(self.id));
+        }
+    }
+
     pub(super) fn all_done(&self, mine: &mut bool, done: bool) -> bool {
         if self.stop.load(Ordering::Acquire) {
             return true;
@@ -115,8 +123,21 @@ pub struct MergeOutput {
 pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: MergeOutput) {
     let mut alerts = Vec::new();
     let mut last_late = 0;
+    // Stopping (not a catch-up run): once one worker has stopped, the
+    // others' shares alone would be a part of each category; nothing more
+    // is evaluated (a restart resumes from the checkpoints).
+    let mut frozen = false;
     loop {
         let ended = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(MergeMsg::Finished(worker)) => {
+                if out.finish_at_end {
+                    merge.status(worker, false, false, &mut alerts);
+                } else {
+                    frozen = true;
+                }
+                false
+            }
+            Ok(_) if frozen => false,
             Ok(MergeMsg::Share(worker, share)) => {
                 merge.offer(worker, share, &mut alerts);
                 false
