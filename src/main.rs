@@ -147,7 +147,8 @@ async fn run() -> anyhow::Result<()> {
             let summary = runtime::run(cfg, store, shutdown, opts, None).await.context("peakguard run failed")?;
             let r = &summary.report;
             println!(
-                "stopped: {} records, {} folded, {} late, {} undecodable, {} alerts",
+                "stopped: {} workers, {} records, {} folded, {} late, {} undecodable, {} alerts",
+                summary.workers,
                 r.records,
                 r.stats.folded,
                 r.stats.late,

@@ -45,8 +45,10 @@ use rdkafka::producer::DefaultProducerContext;
 
 /// Partitions of each event topic. The in-process cluster keeps at most
 /// 100,000 records or 5 MB per partition (librdkafka's mock broker drops the
-/// oldest beyond that), so it needs more partitions for the same stream.
-const IN_PROCESS_PARTITIONS: i32 = 16;
+/// oldest beyond that), so it needs more partitions for the same stream:
+/// with 64, the 1M-event stream puts at most about 30,000 records (3 MB) on
+/// one (a shop's records all go to one partition).
+const IN_PROCESS_PARTITIONS: i32 = 64;
 const TANSU_PARTITIONS: i32 = 2;
 const ORDERS: &str = "eo.orders";
 const AFTER_SALES: &str = "eo.after-sales";
@@ -58,7 +60,11 @@ type Rec = (usize, i32, Event);
 /// with a producer retry (the same event again) after every 97th.
 fn stream(n: usize, partitions: i32) -> Vec<Rec> {
     let mut g = Generator::new(GeneratorConfig {
-        shops: 5_000,
+        // Zipf popularity, flatter than the generator's default so that the
+        // busiest shop (about 3% of the events) fits one partition of the
+        // in-process cluster at 1M events.
+        shops: 20_000,
+        zipf_exponent: 0.8,
         base_orders_per_sec: 150.0,
         duration_ms: 6 * 3_600_000,
         spike: None,
