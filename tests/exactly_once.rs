@@ -9,13 +9,15 @@
 //!
 //! Each test runs on two brokers, both over real Kafka protocol on loopback:
 //! librdkafka's in-process cluster (served from this test process to the
-//! `peakguard` child processes, 16 partitions) and Tansu, a Kafka-compatible
-//! broker (2 partitions, one record per batch: see [`produce`]). Both take
-//! 300k events by default. Neither test broker holds the 1M-event
-//! stream: the in-process cluster keeps at most 100,000 records or 5 MB per
-//! partition, and the busiest shop of a Zipf mix has about a tenth of all
-//! events, in one partition. Tansu's fetches slow down as a log of one-record
-//! batches grows, and at 1M its heartbeats time out. [`all_kept`] fails the
+//! `peakguard` child processes, 64 partitions, a 1M-event stream) and Tansu,
+//! a Kafka-compatible broker (2 partitions, one record per batch: see
+//! [`produce`]; 300k events: its fetches slow down as a log of one-record
+//! batches grows, and at 1M its heartbeats time out). The in-process cluster
+//! keeps at most 100,000 records or 5 MB per partition, and a shop's events
+//! all go to one partition, so the stream's Zipf mix is flat enough that the
+//! busiest shop has about 3% of them. The processes run one worker per core
+//! (`kafka.workers` default), so partitions also move between the workers of
+//! one process. [`all_kept`] fails the
 //! test if a broker dropped records.
 //!
 //! The random kill points are printed; `EO_SEED=N` repeats a run,
@@ -541,13 +543,13 @@ fn two_processes_and_a_rebalance(mut s: Setup) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_nothing_and_counts_nothing_twice_in_process_cluster() {
-    let s = setup(Broker::in_process(), events("EO_EVENTS", 300_000)).await;
+    let s = setup(Broker::in_process(), events("EO_EVENTS", 1_000_000)).await;
     tokio::task::block_in_place(|| sigkill_at_random_points(s));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_and_a_rebalance_mid_stream_count_exactly_once_in_process_cluster() {
-    let s = setup(Broker::in_process(), events("EO_EVENTS", 300_000)).await;
+    let s = setup(Broker::in_process(), events("EO_EVENTS", 1_000_000)).await;
     tokio::task::block_in_place(|| two_processes_and_a_rebalance(s));
 }
 

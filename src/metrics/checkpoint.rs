@@ -5,9 +5,11 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Registry
 pub struct CheckpointMetrics {
     /// `peakguard_checkpoint_duration_seconds`: writing one round of checkpoints.
     pub duration: Histogram,
-    /// `peakguard_checkpoint_bytes`: size of the last round.
+    /// `peakguard_checkpoint_bytes`: size of the last round (of every
+    /// worker's last round, added up; see [`super::Metrics::export_checkpoint`]).
     pub bytes: IntGauge,
-    /// `peakguard_checkpoint_last_success_timestamp_seconds`: alert on its age.
+    /// `peakguard_checkpoint_last_success_timestamp_seconds`: alert on its
+    /// age. With several workers, the oldest of their last successes.
     pub written: Gauge,
     /// `peakguard_checkpoint_failures_total`: partitions whose checkpoint could be written nowhere.
     pub failures: IntCounter,

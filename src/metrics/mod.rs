@@ -355,6 +355,23 @@ impl Metrics {
         }
     }
 
+    /// Worker `part` wrote a round of checkpoints of `bytes` (`written`:
+    /// it succeeded now, wall clock in seconds). The gauges show every
+    /// worker's last round added up, and the oldest last success, so one
+    /// stuck worker shows.
+    pub fn export_checkpoint(&self, part: usize, bytes: i64, written: Option<f64>) {
+        let Ok(mut parts) = self.parts.lock() else { return };
+        let p = parts.get(part);
+        let last = p.checkpoint.and_then(|(_, w)| w);
+        p.checkpoint = Some((bytes, written.or(last)));
+        let rounds: Vec<(i64, Option<f64>)> = parts.iter().filter_map(|p| p.checkpoint).collect();
+        self.checkpoint.bytes.set(rounds.iter().map(|(b, _)| b).sum());
+        if rounds.iter().all(|(_, w)| w.is_some()) {
+            let oldest = rounds.iter().filter_map(|(_, w)| *w).fold(f64::INFINITY, f64::min);
+            self.checkpoint.written.set(oldest);
+        }
+    }
+
     /// (firing, pending) alerts per rule name, over every part.
     pub fn rule_totals(&self) -> std::collections::HashMap<String, (u64, u64)> {
         let Ok(parts) = self.parts.lock() else { return Default::default() };

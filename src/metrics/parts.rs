@@ -32,6 +32,9 @@ pub(super) struct Part {
     pub dedup_evicted: u64,
     pub scopes: Vec<ScopeRow>,
     pub top: Vec<TopList>,
+    /// Bytes of its last checkpoint round, and when its last one succeeded
+    /// (wall clock, seconds).
+    pub checkpoint: Option<(i64, Option<f64>)>,
 }
 
 #[derive(Default)]

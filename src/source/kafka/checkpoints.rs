@@ -358,10 +358,8 @@ impl Worker<'_> {
         }
         let elapsed = started.elapsed();
         self.metrics.checkpoint.duration.observe(elapsed.as_secs_f64());
-        self.metrics.checkpoint.bytes.set(bytes as i64);
-        if !failed {
-            self.metrics.checkpoint.written.set(now_ms() as f64 / 1000.0);
-        }
+        let written = (!failed).then(|| now_ms() as f64 / 1000.0);
+        self.metrics.export_checkpoint(self.team.id, bytes as i64, written);
         tracing::debug!(partitions = numbers.len(), bytes, elapsed_ms = elapsed.as_millis() as u64, "checkpointed");
     }
 
