@@ -21,7 +21,8 @@
 //! test if a broker dropped records.
 //!
 //! The random kill points are printed; `EO_SEED=N` repeats a run,
-//! `EO_EVENTS` / `EO_TANSU_EVENTS` change the stream sizes and `EO_KEEP=1`
+//! `EO_EVENTS` / `EO_TANSU_EVENTS` change the stream sizes, `EO_WORKERS`
+//! sets `kafka.workers` (default 0: one per core) and `EO_KEEP=1`
 //! keeps the logs and checkpoints.
 
 mod common;
@@ -166,6 +167,7 @@ fn no_offset_gaps(logs: &[&Path]) {
 }
 
 fn write_config(dir: &Path, brokers: &str) -> PathBuf {
+    let workers: usize = std::env::var("EO_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let path = dir.join("peakguard.toml");
     let text = format!(
         r#"
@@ -173,6 +175,7 @@ fn write_config(dir: &Path, brokers: &str) -> PathBuf {
 brokers = "{brokers}"
 group_id = "eo"
 topics = ["{ORDERS}", "{AFTER_SALES}"]
+workers = {workers}
 alerts_topic = "eo.alerts"
 dead_letter_topic = "eo.dead-letter"
 [kafka.properties]

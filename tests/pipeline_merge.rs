@@ -2,8 +2,11 @@
 //! a `ScopeMerge` over the workers' shares must page exactly as one pipeline
 //! holding every shop does.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{MINUTE, T0};
 use peakguard::config::Config;
 use peakguard::engine::SourceId;
 use peakguard::event::*;
@@ -12,32 +15,12 @@ use peakguard::pipeline::Pipeline;
 use peakguard::rules::{Alert, Scope};
 use proptest::prelude::*;
 
-const T0: Millis = 1_794_326_400_000;
-const MINUTE: Millis = 60_000;
-
+/// Event `n` (an order paid, or a refund requested) of shop number `shop`.
 fn ev(shop: usize, category: &str, n: usize, t: Millis, refund: bool) -> Event {
-    let money = Money::new(100, "CNY").unwrap();
-    Event {
-        event_id: format!("{shop}-{n}-{refund}"),
-        shop_id: format!("shop-{shop}"),
-        order_id: format!("{shop}-{n}"),
-        sub_order_id: None,
-        event_time: t,
-        category: category.into(),
-        body: if refund {
-            EventBody::Refund {
-                step: RefundStep::Requested,
-                refund_type: RefundType::RefundOnly,
-                stage: RefundStage::PreShipment,
-                reason: Reason::ChangedMind,
-                money,
-                order_paid_at: t - MINUTE,
-                requested_at: None,
-            }
-        } else {
-            EventBody::Order { step: OrderStep::Paid, cancelled_by: None, money }
-        },
-    }
+    let shop = format!("shop-{shop}");
+    let mut e = if refund { common::refund(&shop, n, t) } else { common::order(&shop, n, t) };
+    e.category = category.into();
+    e
 }
 
 /// A category and a platform copy of the default refund-rate rule, with low

@@ -191,9 +191,10 @@ pub fn run_worker(
         None => None,
     };
     let mut cc = client_config(cfg);
-    if !cfg.kafka.properties.contains_key("client.id") {
-        cc.set("client.id", format!("peakguard-{}", opts.team.id));
-    }
+    // No client.id per worker: with one set per worker, Tansu 0.6 stopped
+    // serving one partition's records to every consumer of the group
+    // (`tests/exactly_once.rs`, two processes of two workers). A client.id
+    // set in `kafka.properties` is used by every worker.
     cc.set("group.id", &cfg.kafka.group_id)
         // With checkpoints, offsets are committed with each checkpoint only.
         .set("enable.auto.commit", if checkpointer.is_some() { "false" } else { "true" })
