@@ -130,8 +130,8 @@ impl ScopeMerge {
         (self.fired, self.resolved)
     }
 
-    /// The minimum watermark-derived progress: the evaluated bucket end of
-    /// each window, in ms (for metrics and the release of held alerts).
+    /// The end, in ms, of the latest bucket evaluated in any window: the
+    /// time restored alerts are resolved at when held alerts are released.
     fn evaluated_ms(&self) -> Millis {
         self.evaluated.iter().zip(&self.windows).filter_map(|(k, w)| k.map(|k| (k + 1) * w.step_ms)).max().unwrap_or(0)
     }
