@@ -234,7 +234,11 @@ impl ScopeMerge {
             }
         }
         self.gate.pass(out, before);
-        for a in &out[before..] {
+        self.count(&out[before..]);
+    }
+
+    fn count(&mut self, alerts: &[Alert]) {
+        for a in alerts {
             match a.status {
                 AlertStatus::Firing => self.fired += 1,
                 AlertStatus::Resolved => self.resolved += 1,
@@ -257,12 +261,7 @@ impl ScopeMerge {
                 let known = |a: &Alert| self.known.contains(&format!("{}\0{}", a.scope, a.category));
                 let before = out.len();
                 self.gate.release(self.evaluated_ms(), known, |fp| active.contains(fp), out);
-                for a in &out[before..] {
-                    match a.status {
-                        AlertStatus::Firing => self.fired += 1,
-                        AlertStatus::Resolved => self.resolved += 1,
-                    }
-                }
+                self.count(&out[before..]);
             }
             _ => {}
         }

@@ -128,7 +128,9 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
     // is evaluated (a restart resumes from the checkpoints).
     let mut frozen = false;
     loop {
-        let ended = match rx.recv_timeout(Duration::from_millis(200)) {
+        let received = rx.recv_timeout(Duration::from_millis(200));
+        let idle = matches!(received, Err(mpsc::RecvTimeoutError::Timeout));
+        let ended = match received {
             Ok(MergeMsg::Finished(worker)) => {
                 if out.finish_at_end {
                     merge.status(worker, false, false, &mut alerts);
@@ -153,6 +155,7 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
             merge.finish(&mut alerts);
         }
         let update = out.rules_update.as_ref().and_then(|slot| slot.lock().ok()?.take());
+        let reloaded = update.is_some();
         if let Some(book) = update {
             let forgotten = merge.reload_rules(book);
             info!(forgotten, "category and platform rules reloaded");
@@ -172,7 +175,9 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
                 warn!("alert sink is gone; alert dropped");
             }
         }
-        out.metrics.export_rules(out.part, merge.rules(), None, merge.gate());
+        if !idle || reloaded {
+            out.metrics.export_rules(out.part, merge.rules(), None, merge.gate());
+        }
         if ended {
             return;
         }
