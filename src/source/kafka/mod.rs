@@ -164,8 +164,6 @@ struct Worker<'a> {
     assigned_once: bool,
     /// Its last answer to [`Team::all_done`].
     done: bool,
-    /// Since when it has held no partition (after its first assignment).
-    empty_since: Option<Instant>,
 }
 
 /// Runs one worker until `shutdown` is cancelled (or, with
@@ -248,7 +246,6 @@ pub fn run_worker(
         team: opts.team.clone(),
         assigned_once: false,
         done: false,
-        empty_since: None,
     };
     if opts.restore_alerts && !cfg.kafka.alerts_topic.is_empty() {
         match super::restore::read_alerts(cfg, Duration::from_secs(15)) {
@@ -414,19 +411,10 @@ impl Worker<'_> {
 
     /// A catch-up run is over for this process: every worker has read its
     /// partitions to the end (a worker the group gave none is done once it
-    /// has held none for a while, unless it is alone).
+    /// has been told so, unless it is alone).
     fn catch_up_done(&mut self) -> bool {
-        /// How long a worker must hold no partition to count as done: in a
-        /// rebalance every worker is briefly without partitions.
-        const EMPTY_FOR: Duration = Duration::from_secs(5);
         let assigned = self.sources.values().flatten().flatten().next().is_some();
-        if assigned || !self.assigned_once {
-            self.empty_since = None;
-        } else if self.empty_since.is_none() {
-            self.empty_since = Some(Instant::now());
-        }
-        let idle = self.empty_since.is_some_and(|t| t.elapsed() >= EMPTY_FOR);
-        let done = self.all_caught_up() || (idle && self.team.size > 1);
+        let done = self.all_caught_up() || (!assigned && self.assigned_once && self.team.size > 1);
         self.team.all_done(&mut self.done, done)
     }
 
