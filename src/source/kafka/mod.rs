@@ -160,7 +160,8 @@ struct Worker<'a> {
     /// Writer schemas the local store lacks; `None` without a registry.
     registry: Option<codec::registry::Registry>,
     team: Team,
-    /// Has had an assignment (perhaps an empty one) from the group.
+    /// Its last rebalance change was an assignment (perhaps an empty one),
+    /// not a revocation still waiting for the next assignment.
     assigned_once: bool,
     /// Its last answer to [`Team::all_done`].
     done: bool,
@@ -411,7 +412,8 @@ impl Worker<'_> {
 
     /// A catch-up run is over for this process: every worker has read its
     /// partitions to the end (a worker the group gave none is done once it
-    /// has been told so, unless it is alone).
+    /// has been told so, unless it is alone; one whose partitions were just
+    /// revoked is not: in a rebalance every worker is briefly without any).
     fn catch_up_done(&mut self) -> bool {
         let assigned = self.sources.values().flatten().flatten().next().is_some();
         let done = self.all_caught_up() || (!assigned && self.assigned_once && self.team.size > 1);

@@ -224,6 +224,7 @@ impl Worker<'_> {
                     self.update_catch_up();
                 }
                 Change::Revoked(tps) => {
+                    self.assigned_once = false;
                     info!(partitions = ?tps, "partitions revoked");
                     self.revoke_partitions(consumer, tps);
                 }
