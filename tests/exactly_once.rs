@@ -10,7 +10,8 @@
 //! Each test runs on two brokers, both over real Kafka protocol on loopback:
 //! librdkafka's in-process cluster (served from this test process to the
 //! `peakguard` child processes, 64 partitions, a 1M-event stream) and Tansu,
-//! a Kafka-compatible broker (2 partitions, one record per batch: see
+//! a Kafka-compatible broker (4 partitions, so that each of two 2-worker
+//! processes gets some; one record per batch: see
 //! [`produce`]; 300k events: its fetches slow down as a log of one-record
 //! batches grows, and at 1M its heartbeats time out). The in-process cluster
 //! keeps at most 100,000 records or 5 MB per partition, and a shop's events
@@ -52,7 +53,7 @@ use rdkafka::producer::DefaultProducerContext;
 /// with 64, the 1M-event stream puts at most about 30,000 records (3 MB) on
 /// one (a shop's records all go to one partition).
 const IN_PROCESS_PARTITIONS: i32 = 64;
-const TANSU_PARTITIONS: i32 = 2;
+const TANSU_PARTITIONS: i32 = 4;
 const ORDERS: &str = "eo.orders";
 const AFTER_SALES: &str = "eo.after-sales";
 
@@ -253,7 +254,11 @@ fn finish(config: &Path, log: &Path) {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("final run did not catch up within 10 min; see {}", log.display());
+                // CI removes the directory: the log's end goes in the failure.
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("final run did not catch up within 10 min; the end of {}:\n{}", log.display(), tail.join("\n"));
             }
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let last = text.lines().filter(|l| l.contains("partitions assigned")).skip(assigned_before).last();

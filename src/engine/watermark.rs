@@ -149,10 +149,16 @@ impl WatermarkTracker {
     /// End of input: every event has been read, so the watermark moves to the
     /// newest event time.
     pub fn finish(&mut self) -> Option<Millis> {
-        if let Some(max) = self.max_seen {
-            self.current = Some(self.current.map_or(max, |w| w.max(max)));
-        }
+        self.current = self.end();
         self.current
+    }
+
+    /// Where [`WatermarkTracker::finish`] would move the watermark.
+    pub fn end(&self) -> Option<Millis> {
+        match (self.current, self.max_seen) {
+            (Some(w), Some(max)) => Some(w.max(max)),
+            (w, max) => w.or(max),
+        }
     }
 }
 

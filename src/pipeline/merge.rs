@@ -16,6 +16,10 @@
 //! partitions, or with nothing read yet, holds nothing back. Its own
 //! [`NotifyGate`] holds notifications while any worker catches up.
 //!
+//! A bucket end some active worker's reads skipped (its watermark jumped
+//! further than a tick reaches back, as one pipeline's does then) is skipped
+//! too, and counted: a sum without that worker's share could page falsely.
+//!
 //! [`Pipeline`]: super::Pipeline
 //! [`Pipeline::with_scope_merge`]: super::Pipeline::with_scope_merge
 
@@ -45,6 +49,10 @@ pub struct ScopeShare {
     /// Per window: the last bucket end the tick completed, if it completed one.
     pub through: Vec<Option<i64>>,
     pub reads: Vec<ScopeRead>,
+    /// (window, from, end): the bucket ends the reads cover, on every
+    /// category the worker holds (one with none of a category's shops has
+    /// no read for it, and covers it all the same).
+    pub spans: Vec<(usize, i64, i64)>,
     /// Set by the worker's end of input ([`super::Pipeline::finish`]): per
     /// window, its last bucket end. Its reads then go on a little past it,
     /// for workers whose input ends later ([`ScopeMerge::finish`]).
@@ -65,8 +73,17 @@ struct Progress {
     end: Option<Vec<i64>>,
 }
 
-/// Sums of the workers' reads, by (window, bucket end), then (rule, key).
-type Pending = BTreeMap<(usize, i64), BTreeMap<(Box<str>, Box<str>), Read>>;
+/// One bucket end of one window waiting for every worker.
+#[derive(Default)]
+struct Due {
+    /// Workers whose reads cover it.
+    covered: HashSet<usize>,
+    /// Sums of their reads by (rule, key).
+    sums: BTreeMap<(Box<str>, Box<str>), Read>,
+}
+
+/// By (window, bucket end).
+type Pending = BTreeMap<(usize, i64), Due>;
 
 pub struct ScopeMerge {
     rules: RuleSet,
@@ -80,6 +97,8 @@ pub struct ScopeMerge {
     known: HashSet<String>,
     /// Reads that came after their bucket end was evaluated.
     late_reads: u64,
+    /// Bucket ends skipped because some active worker's reads skip them.
+    skipped: u64,
     fired: u64,
     resolved: u64,
 }
@@ -96,6 +115,7 @@ impl ScopeMerge {
             pending: BTreeMap::new(),
             known: HashSet::new(),
             late_reads: 0,
+            skipped: 0,
             fired: 0,
             resolved: 0,
         }
@@ -123,6 +143,12 @@ impl ScopeMerge {
     /// its first watermark behind the others); they are not counted.
     pub fn late_reads(&self) -> u64 {
         self.late_reads
+    }
+
+    /// Bucket ends not evaluated because some active worker's reads skipped
+    /// them (its watermark jumped further than a tick reaches back).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// (fired, resolved) notifications so far.
@@ -164,13 +190,21 @@ impl ScopeMerge {
                 p.through[w] = Some(p.through[w].map_or(t, |old| old.max(t)));
             }
         }
+        let evaluated = |w: usize, k: i64| self.evaluated.get(w).copied().flatten().is_some_and(|e| k <= e);
+        for &(w, from, end) in &share.spans {
+            for k in from..=end {
+                if !evaluated(w, k) {
+                    self.pending.entry((w, k)).or_default().covered.insert(worker);
+                }
+            }
+        }
         for r in share.reads {
-            if self.evaluated.get(r.window).copied().flatten().is_some_and(|e| r.k <= e) {
+            if evaluated(r.window, r.k) {
                 self.late_reads += 1;
                 continue;
             }
             self.known.insert(format!("{}\0{}", r.scope.as_str(), r.key));
-            let sums = self.pending.entry((r.window, r.k)).or_default();
+            let sums = &mut self.pending.entry((r.window, r.k)).or_default().sums;
             match sums.get_mut(&(r.rule.clone(), r.key.clone())) {
                 Some(sum) => sum.add(&r.read),
                 None => {
@@ -220,11 +254,18 @@ impl ScopeMerge {
             self.pending.keys().copied().filter(|&(w, k)| ready[w].is_some_and(|r| k <= r)).collect();
         // Bucket order across windows does not matter (rule state is per
         // rule and key); within a window it is ascending.
+        // A worker whose input has ended read up to the last bucket end.
+        let required: Vec<usize> =
+            (0..self.workers.len()).filter(|&i| self.workers[i].active || self.workers[i].end.is_some()).collect();
         for (w, k) in due {
-            let Some(sums) = self.pending.remove(&(w, k)) else { continue };
+            let Some(due) = self.pending.remove(&(w, k)) else { continue };
             self.evaluated[w] = Some(self.evaluated[w].map_or(k, |e| e.max(k)));
+            if !required.iter().all(|i| due.covered.contains(i)) {
+                self.skipped += 1;
+                continue;
+            }
             let end_ms = (k + 1) * self.windows[w].step_ms;
-            for ((rule, key), read) in sums {
+            for ((rule, key), read) in due.sums {
                 let Some(r) = self.rules.rules().iter().position(|x| *x.name == *rule && x.window == w) else {
                     continue; // removed by a reload
                 };

@@ -286,28 +286,48 @@ impl Pipeline {
         };
         self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms) - 1).collect();
-        self.evaluate_through(&ends, out);
+        self.evaluate_through(&ends, 0, out);
     }
 
     /// End of input (replay, tests): everything has been read, so the last,
     /// partial bucket counts as complete.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        self.finish_at(None, out);
+    }
+
+    /// Where [`Pipeline::finish`] moves the watermark: the newest event
+    /// time read (`None` before any).
+    pub fn input_end(&self) -> Option<Millis> {
+        self.engine.watermark().end()
+    }
+
+    /// [`Pipeline::finish`] for one of several workers
+    /// ([`Pipeline::with_scope_merge`]): `last` is the [`Pipeline::input_end`]
+    /// of the whole process. Another worker's input may end later than this
+    /// one's, so the merge's last bucket ends need this worker's reads too:
+    /// nothing more will be folded here, so reading ahead of its newest
+    /// bucket is exact.
+    pub fn finish_at(&mut self, last: Option<Millis>, out: &mut Vec<Alert>) {
         let Some(wm) = self.engine.watermark_mut().finish() else {
             return;
         };
         self.phase_baselines.capture(wm, &self.rules, &self.engine);
         let ends: Vec<i64> = self.windows.iter().map(|w| bucket_of(wm, w.step_ms)).collect();
-        self.evaluate_through(&ends, out);
+        // The watermark moves up from (newest - lateness) to the newest
+        // event time: up to one bucket end more than a tick's reach, and all
+        // still exact (`end` is the newest bucket itself).
+        self.evaluate_through(&ends, 1, out);
         self.continue_rounds(usize::MAX, out);
         if self.scope_share.is_some() {
-            // Another worker's input may end later than this one's: its last
-            // bucket ends need this worker's reads too. Nothing more will be
-            // folded here, so reading ahead of the newest bucket is exact.
-            let ahead: Vec<Option<(i64, i64)>> =
-                ends.iter().zip(&self.readable).map(|(&e, &r)| Some((e + 1, e + r.max(1)))).collect();
+            let last = last.map_or(wm, |l| l.max(wm));
+            let lasts: Vec<i64> = self.windows.iter().map(|w| bucket_of(last, w.step_ms)).collect();
+            let ahead: Vec<Option<(i64, i64)>> = (0..self.windows.len())
+                .map(|w| (lasts[w] > ends[w]).then(|| ((ends[w] + 1).max(lasts[w] - self.readable[w] - 1), lasts[w])))
+                .collect();
+            self.share_spans(&ahead);
             self.evaluate_scopes(&ahead, out);
             if let Some(share) = self.scope_share.as_mut() {
-                share.end = Some(ends);
+                share.end = Some(lasts);
             }
         }
     }
@@ -317,15 +337,16 @@ impl Pipeline {
         self.engine.evict_idle()
     }
 
-    fn evaluate_through(&mut self, ends: &[i64], out: &mut Vec<Alert>) {
+    /// `reach`: bucket ends further back than a tick's (see `finish_at`).
+    fn evaluate_through(&mut self, ends: &[i64], reach: i64, out: &mut Vec<Alert>) {
         // Per window: the bucket ends to evaluate at this tick.
         let spans: Vec<Option<(i64, i64)>> = (0..self.windows.len())
             .map(|w| {
                 let end = ends[w];
                 let from = match self.evaluated[w] {
                     Some(prev) if prev >= end => return None,
-                    Some(prev) => (prev + 1).max(end - self.readable[w]),
-                    None => end - self.readable[w],
+                    Some(prev) => (prev + 1).max(end - self.readable[w] - reach),
+                    None => end - self.readable[w] - reach,
                 };
                 Some((from, end))
             })
@@ -353,14 +374,7 @@ impl Pipeline {
             self.rounds[w] = Some(Round { from, end, seen: HashSet::new() });
         }
         self.drain_rounds(None, self.visit_budget, out);
-        if let Some(share) = self.scope_share.as_mut() {
-            share.through.resize(self.windows.len(), None);
-            for (w, span) in spans.iter().enumerate() {
-                if let Some((_, end)) = span {
-                    share.through[w] = Some(share.through[w].map_or(*end, |t| t.max(*end)));
-                }
-            }
-        }
+        self.share_spans(&spans);
         self.evaluate_scopes(&spans, out);
         self.gate.pass(out, before);
         self.count(out, before);
@@ -466,6 +480,20 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// With [`Pipeline::with_scope_merge`]: the bucket ends this tick's
+    /// reads cover, per window (the merge evaluates a bucket end only once
+    /// every worker has covered it).
+    fn share_spans(&mut self, spans: &[Option<(i64, i64)>]) {
+        let Some(share) = self.scope_share.as_mut() else { return };
+        share.through.resize(self.windows.len(), None);
+        for (w, span) in spans.iter().enumerate() {
+            if let Some((from, end)) = *span {
+                share.through[w] = Some(share.through[w].map_or(end, |t| t.max(end)));
+                share.spans.push((w, from, end));
+            }
+        }
+    }
+
     /// Category- and platform-scope rules: every category (or the platform)
     /// at every bucket end of the tick; there are few of them.
     fn evaluate_scopes(&mut self, spans: &[Option<(i64, i64)>], out: &mut Vec<Alert>) {

@@ -365,7 +365,8 @@ impl Worker<'_> {
             }
         }
         if opts.exit_when_caught_up {
-            self.pipeline.finish(&mut self.alerts);
+            let last = self.team.input_end(self.pipeline.input_end(), Duration::from_secs(10));
+            self.pipeline.finish_at(last, &mut self.alerts);
             self.hand_over();
             self.update_catch_up();
             self.flush_alerts();

@@ -12,11 +12,12 @@
 //! With one worker there is no merge: its pipeline evaluates every rule.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::event::Millis;
 use crate::metrics::Metrics;
 use crate::pipeline::merge::{ScopeMerge, ScopeShare};
 use crate::query::ReadView;
@@ -44,7 +45,12 @@ pub struct Team {
     /// Workers done with a catch-up run (see [`Team::all_done`]).
     done: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// A catch-up run's end (see [`Team::input_end`]).
+    ends: Arc<(Mutex<Ends>, Condvar)>,
 }
+
+/// How many workers have offered their input's end, and the newest.
+type Ends = (usize, Option<Millis>);
 
 impl Default for Team {
     fn default() -> Team {
@@ -57,7 +63,17 @@ impl Team {
     pub fn new(size: usize, merge: Option<mpsc::Sender<MergeMsg>>) -> Vec<Team> {
         let size = size.max(1);
         let (done, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        (0..size).map(|id| Team { id, size, merge: merge.clone(), done: done.clone(), stop: stop.clone() }).collect()
+        let ends = Arc::new((Mutex::new((0, None)), Condvar::new()));
+        (0..size)
+            .map(|id| Team {
+                id,
+                size,
+                merge: merge.clone(),
+                done: done.clone(),
+                stop: stop.clone(),
+                ends: ends.clone(),
+            })
+            .collect()
     }
 
     /// Category and platform rules are the merge's.
@@ -83,6 +99,29 @@ impl Team {
     pub(super) fn finished(&self) {
         if let Some(m) = &self.merge {
             let _ = m.send(MergeMsg::Finished(self.id));
+        }
+    }
+
+    /// The end of a catch-up run: offers the newest event time this worker
+    /// read, and returns the newest any worker of the process read, so each
+    /// can read its categories up to the process's last bucket (see
+    /// `Pipeline::finish_at`). Waits up to `wait` for the others (a worker
+    /// that failed never offers); alone, returns its own.
+    pub(super) fn input_end(&self, mine: Option<Millis>, wait: Duration) -> Option<Millis> {
+        let (lock, cvar) = &*self.ends;
+        let Ok(mut ends) = lock.lock() else { return mine };
+        ends.0 += 1;
+        ends.1 = ends.1.max(mine);
+        cvar.notify_all();
+        let size = self.size;
+        match cvar.wait_timeout_while(ends, wait, |e| e.0 < size) {
+            Ok((ends, timeout)) => {
+                if timeout.timed_out() {
+                    warn!(offered = ends.0, workers = size, "not every worker reached the end of the catch-up run");
+                }
+                ends.1
+            }
+            Err(_) => mine,
         }
     }
 
@@ -122,7 +161,7 @@ pub struct MergeOutput {
 /// Runs the scope merge until every worker has dropped its sender.
 pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: MergeOutput) {
     let mut alerts = Vec::new();
-    let mut last_late = 0;
+    let (mut last_late, mut last_skipped) = (0, 0);
     // Stopping (not a catch-up run): once one worker has stopped, the
     // others' shares alone would be a part of each category; nothing more
     // is evaluated (a restart resumes from the checkpoints).
@@ -168,6 +207,14 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
                  started behind the others'); they were not counted"
             );
         }
+        if merge.skipped() > last_skipped {
+            last_skipped = merge.skipped();
+            warn!(
+                bucket_ends = last_skipped,
+                "category and platform rules skipped bucket ends that a worker's reads jumped over (its \
+                 watermark moved further than a tick reaches back); a sum without its share could page falsely"
+            );
+        }
         for a in alerts.drain(..) {
             out.view.record(&a);
             out.metrics.alerts.with_label_values(&[&a.rule, a.severity.as_str(), a.status.as_str()]).inc();
@@ -200,5 +247,24 @@ mod tests {
         assert!(team[0].all_done(&mut mine[0], true));
         // Latched: a later rebalance does not undo it.
         assert!(team[1].all_done(&mut mine[1], false));
+    }
+
+    #[test]
+    fn workers_agree_on_where_the_input_ends() {
+        let team = Team::new(3, None);
+        let wait = Duration::from_secs(10);
+        let mine = [Some(1_000), None, Some(5_000)];
+        let got: Vec<Option<Millis>> = std::thread::scope(|s| {
+            let handles: Vec<_> = team.iter().zip(mine).map(|(t, m)| s.spawn(move || t.input_end(m, wait))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(got, [Some(5_000); 3]);
+        // Alone: its own, at once.
+        assert_eq!(Team::default().input_end(Some(7), wait), Some(7));
+        // A worker that never offers holds the others back only so long.
+        let team = Team::new(2, None);
+        let started = std::time::Instant::now();
+        assert_eq!(team[0].input_end(Some(3), Duration::from_millis(50)), Some(3));
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }
