@@ -41,11 +41,15 @@ fn events() -> Vec<Event> {
     events
 }
 
+/// Each run (group) its own alerts topic unless `alerts` names one.
 fn config(brokers: &str, group: &str, workers: usize) -> Config {
+    config_with_alerts(brokers, group, workers, &format!("{ALERTS}.{group}"))
+}
+
+fn config_with_alerts(brokers: &str, group: &str, workers: usize, alerts: &str) -> Config {
     let mut cfg = cluster_config(brokers, group);
     cfg.kafka.workers = workers;
-    // Each run its own alerts topic: the second must not read the first's back.
-    cfg.kafka.alerts_topic = format!("{ALERTS}.{group}");
+    cfg.kafka.alerts_topic = alerts.into();
     let shop = cfg.rules[0].clone();
     let mut category = shop.clone();
     category.name = "category_refunds".into();
@@ -113,5 +117,34 @@ async fn three_workers_page_as_one() {
     for s in [&one, &three] {
         let assigned = s.metrics.sample(r#"peakguard_partitions_assigned{topic="t.orders"}"#);
         assert_eq!(assigned, Some(4.0), "the workers' partitions add up to the topic's");
+    }
+}
+
+/// Catch-up runs over the same log and the same alerts topic: the later
+/// runs restore the first run's four alerts, and as their last buckets keep
+/// every one of them firing, none is resolved (before, "resolved" went out
+/// while the last, partial bucket was still to be evaluated, and then the
+/// alert fired again). Each goes out once more only as a repeat of the
+/// incident the first run paged, with its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_catch_up_run_resolves_nothing_and_pages_only_repeats() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let alerts = format!("{ALERTS}.again");
+    for (t, p) in [(ORDERS, 4), (REFUNDS, 4), (DLQ, 1), (alerts.as_str(), 1)] {
+        cluster.create_topic(t, p, 1).expect("create topic");
+    }
+    let store = Arc::new(SchemaStore::embedded());
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, &store, &events()).await;
+    let first = run_to_end(config_with_alerts(&brokers, "again-0", 3, &alerts), store.clone()).await;
+    assert_eq!(first.alerts.len(), 4, "{:#?}", first.alerts);
+    let incidents = |s: &peakguard::runtime::RunSummary| -> BTreeSet<String> {
+        s.alerts.iter().map(|a| format!("{} {:?} {}", a.fingerprint, a.status, a.starts_at)).collect()
+    };
+    for (group, workers) in [("again-1", 1), ("again-3", 3)] {
+        let again = run_to_end(config_with_alerts(&brokers, group, workers, &alerts), store.clone()).await;
+        assert_eq!(again.report.records, first.report.records, "{group} read the whole log");
+        assert_eq!(incidents(&again), incidents(&first), "{group} ({workers} workers): {:#?}", again.alerts);
+        assert!(again.alerts.iter().all(|a| a.repeat), "{group}: only repeats: {:#?}", again.alerts);
     }
 }

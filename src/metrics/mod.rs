@@ -409,11 +409,14 @@ impl Metrics {
         p.dedup_evicted = engine.dedup_evicted();
         let (text, skipped) = business::render_scopes(&parts.scopes());
         self.dedup_evicted.set(parts.iter().map(|p| p.dedup_evicted).sum::<u64>() as i64);
-        drop(parts);
+        // Stored before the parts are let go: two workers exporting at once
+        // must not leave the text of the one that rendered first (without
+        // the other's newest rows).
         if let Ok(mut t) = self.scopes_text.write() {
             *t = Arc::new(text);
         }
         self.categories_not_exported.set(skipped as i64);
+        drop(parts);
     }
 
     /// Publishes worker `part`'s top-K lists (replacing its previous shops)
@@ -422,10 +425,10 @@ impl Metrics {
         let Ok(mut parts) = self.parts.lock() else { return lists };
         parts.get(part).top = lists;
         let top = parts.top(k);
-        drop(parts);
         if let Ok(mut t) = self.top_text.write() {
             *t = Arc::new(business::render_top(&top));
         }
+        drop(parts);
         top
     }
 

@@ -99,6 +99,8 @@ pub struct ScopeMerge {
     late_reads: u64,
     /// Bucket ends skipped because some active worker's reads skip them.
     skipped: u64,
+    /// See [`ScopeMerge::hold_to_end`].
+    to_end: bool,
     fired: u64,
     resolved: u64,
 }
@@ -116,6 +118,7 @@ impl ScopeMerge {
             known: HashSet::new(),
             late_reads: 0,
             skipped: 0,
+            to_end: false,
             fired: 0,
             resolved: 0,
         }
@@ -137,6 +140,13 @@ impl ScopeMerge {
     /// Category and platform alerts read back from the alerts topic.
     pub fn restore_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
         self.gate.restore(alerts.into_iter().filter(|a| a.scope != Scope::Shop.as_str()));
+    }
+
+    /// A catch-up run: once held, notifications stay held until
+    /// [`ScopeMerge::finish`] has evaluated the last buckets (a restored
+    /// alert only those keep firing must not be resolved first).
+    pub fn hold_to_end(&mut self) {
+        self.to_end = true;
     }
 
     /// Reads handed over after their bucket end was evaluated (a worker got
@@ -245,6 +255,7 @@ impl ScopeMerge {
         for p in &mut self.workers {
             p.holding = false;
         }
+        self.to_end = false;
         self.update_hold(out);
     }
 
@@ -290,7 +301,7 @@ impl ScopeMerge {
     /// Holds notifications while any active worker catches up; releases
     /// them when none does.
     fn update_hold(&mut self, out: &mut Vec<Alert>) {
-        let holding = self.workers.iter().any(|p| p.holding);
+        let holding = self.workers.iter().any(|p| p.holding) || (self.to_end && self.gate.is_holding());
         match (holding, self.gate.is_holding()) {
             (true, false) => self.gate.hold(),
             (false, true) => {

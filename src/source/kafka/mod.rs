@@ -155,6 +155,11 @@ struct Worker<'a> {
     event: crate::event::Event,
     /// [`WorkerOptions::hold_during_catch_up`].
     hold: bool,
+    /// A catch-up run (`exit_when_caught_up`) holds notifications to its
+    /// end: caught up, it still has the last, partial bucket to evaluate,
+    /// and a restored alert that only that bucket keeps firing would be
+    /// resolved and then fired again.
+    hold_to_end: bool,
     /// `None` when checkpoints are off.
     checkpointer: Option<Checkpointer>,
     /// Writer schemas the local store lacks; `None` without a registry.
@@ -208,8 +213,6 @@ pub fn run_worker(
         .create_with_context(RebalanceLog { changes: Mutex::new(Vec::new()), closing: Default::default() })
         .map_err(|cause| SourceError::Consumer { brokers: cfg.kafka.brokers.clone(), cause })?;
     topics::check_co_partitioned(&consumer, &cfg.kafka.topics, Duration::from_secs(10))?;
-    let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|cause| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), cause })?;
     let dead_letters = if cfg.kafka.dead_letter_topic.is_empty() {
         None
     } else {
@@ -242,6 +245,7 @@ pub fn run_worker(
         reading: None,
         event: crate::event::Event::buffer(),
         hold: opts.hold_during_catch_up,
+        hold_to_end: opts.hold_during_catch_up && opts.exit_when_caught_up,
         checkpointer,
         registry,
         team: opts.team.clone(),
@@ -260,6 +264,9 @@ pub fn run_worker(
             Err(e) => warn!(error = %e, "cannot read the alerts topic back; alerts of a previous run may page again"),
         }
     }
+    w.team.start_together(Duration::from_secs(30));
+    let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|cause| SourceError::Subscribe { topics: cfg.kafka.topics.clone(), cause })?;
     info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "worker started");
     drop(startup);
     w.run(&consumer, &shutdown, &opts, cfg.engine.tick_interval);
@@ -368,6 +375,7 @@ impl Worker<'_> {
             let last = self.team.input_end(self.pipeline.input_end(), Duration::from_secs(10));
             self.pipeline.finish_at(last, &mut self.alerts);
             self.hand_over();
+            self.hold_to_end = false;
             self.update_catch_up();
             self.flush_alerts();
         }

@@ -158,7 +158,8 @@ impl Worker<'_> {
     /// Holds notifications while any assigned partition has backlog left
     /// from its assignment, and releases them once none has.
     pub(super) fn update_catch_up(&mut self) {
-        let behind = self.hold && self.sources.values().flatten().flatten().any(|s| s.catch_up_to.is_some());
+        let behind = self.hold
+            && (self.hold_to_end || self.sources.values().flatten().flatten().any(|s| s.catch_up_to.is_some()));
         match (behind, self.pipeline.gate().is_holding()) {
             (true, false) => {
                 info!("partitions are catching up on their backlog; alert notifications are held until they are done");

@@ -45,12 +45,34 @@ pub struct Team {
     /// Workers done with a catch-up run (see [`Team::all_done`]).
     done: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// Where the workers subscribe together (see [`Team::start_together`]).
+    start: Arc<Meeting>,
     /// A catch-up run's end (see [`Team::input_end`]).
-    ends: Arc<(Mutex<Ends>, Condvar)>,
+    ends: Arc<Meeting>,
 }
 
-/// How many workers have offered their input's end, and the newest.
-type Ends = (usize, Option<Millis>);
+/// Where every worker of a process waits for the others (for at most a
+/// while), each bringing a time; all leave with the newest.
+#[derive(Debug, Default)]
+struct Meeting {
+    /// How many have come, and the newest time brought.
+    state: Mutex<(usize, Option<Millis>)>,
+    all_here: Condvar,
+}
+
+impl Meeting {
+    /// The newest time, and whether every one of `size` came within `wait`.
+    fn meet(&self, size: usize, mine: Option<Millis>, wait: Duration) -> (Option<Millis>, bool) {
+        let Ok(mut state) = self.state.lock() else { return (mine, false) };
+        state.0 += 1;
+        state.1 = state.1.max(mine);
+        self.all_here.notify_all();
+        match self.all_here.wait_timeout_while(state, wait, |s| s.0 < size) {
+            Ok((state, timeout)) => (state.1, !timeout.timed_out()),
+            Err(_) => (mine, false),
+        }
+    }
+}
 
 impl Default for Team {
     fn default() -> Team {
@@ -63,7 +85,7 @@ impl Team {
     pub fn new(size: usize, merge: Option<mpsc::Sender<MergeMsg>>) -> Vec<Team> {
         let size = size.max(1);
         let (done, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let ends = Arc::new((Mutex::new((0, None)), Condvar::new()));
+        let (start, ends) = (Arc::new(Meeting::default()), Arc::new(Meeting::default()));
         (0..size)
             .map(|id| Team {
                 id,
@@ -71,6 +93,7 @@ impl Team {
                 merge: merge.clone(),
                 done: done.clone(),
                 stop: stop.clone(),
+                start: start.clone(),
                 ends: ends.clone(),
             })
             .collect()
@@ -108,20 +131,20 @@ impl Team {
     /// `Pipeline::finish_at`). Waits up to `wait` for the others (a worker
     /// that failed never offers); alone, returns its own.
     pub(super) fn input_end(&self, mine: Option<Millis>, wait: Duration) -> Option<Millis> {
-        let (lock, cvar) = &*self.ends;
-        let Ok(mut ends) = lock.lock() else { return mine };
-        ends.0 += 1;
-        ends.1 = ends.1.max(mine);
-        cvar.notify_all();
-        let size = self.size;
-        match cvar.wait_timeout_while(ends, wait, |e| e.0 < size) {
-            Ok((ends, timeout)) => {
-                if timeout.timed_out() {
-                    warn!(offered = ends.0, workers = size, "not every worker reached the end of the catch-up run");
-                }
-                ends.1
-            }
-            Err(_) => mine,
+        let (last, all) = self.ends.meet(self.size, mine, wait);
+        if !all {
+            warn!(workers = self.size, "not every worker reached the end of the catch-up run");
+        }
+        last
+    }
+
+    /// Waits (up to `wait`) until every worker of the process is ready to
+    /// subscribe, so they join the group in one round: one that joined
+    /// alone would be given every partition and start on them, only to
+    /// hand most back in the rebalance the next worker's join causes.
+    pub(super) fn start_together(&self, wait: Duration) {
+        if self.size > 1 && !self.start.meet(self.size, None, wait).1 {
+            warn!(workers = self.size, "not every worker was ready to start; joining the group anyway");
         }
     }
 
@@ -162,6 +185,9 @@ pub struct MergeOutput {
 pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: MergeOutput) {
     let mut alerts = Vec::new();
     let (mut last_late, mut last_skipped) = (0, 0);
+    if out.finish_at_end {
+        merge.hold_to_end();
+    }
     // Stopping (not a catch-up run): once one worker has stopped, the
     // others' shares alone would be a part of each category; nothing more
     // is evaluated (a restart resumes from the checkpoints).
