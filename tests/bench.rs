@@ -80,6 +80,29 @@ fn a_workload_too_big_for_the_in_process_cluster_is_refused() {
     assert!(err.contains("--brokers") && err.contains("100000"), "{err}");
 }
 
+/// A workload the estimate lets through but the in-process cluster cannot
+/// hold (here its 5 MB per partition: 80 records of 100 kB on one) fails
+/// with the reason once produced, instead of the raw loop waiting 10 min
+/// for records the cluster dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_in_process_cluster_dropped_are_reported_not_waited_for() {
+    let store = SchemaStore::embedded();
+    let w = bench::build(&Workload::Generator { traffic: traffic(100, 1), every_shop: false }, &store).unwrap();
+    let big: Vec<bench::Record> = (0..80)
+        .map(|i| bench::Record {
+            kind: w.records[0].kind,
+            source: 0,
+            key: "shop-1".into(),
+            bytes: vec![i as u8; 100_000],
+        })
+        .collect();
+    assert!(bench::broker::fits_in_process(&big, 1).is_ok(), "the estimate counts records only");
+    let run =
+        bench::broker::run(std::sync::Arc::new(big), std::sync::Arc::new(store), Config::with_defaults(), None, 1, 1);
+    let err = run.await.err().expect("refused").to_string();
+    assert!(err.contains("dropped the first") && err.contains("--brokers"), "{err}");
+}
+
 /// The whole command against the in-process cluster: every record is read by
 /// the raw loop, by one worker and by two, and every figure is printed.
 #[test]

@@ -125,6 +125,11 @@ pub async fn run(
     let produced = produce(&cfg, &records, &topic)?;
     let produce_elapsed = started.elapsed();
     let _keep_cluster_alive = &cluster;
+    if cluster.is_some() {
+        // `fits_in_process` estimates; this knows. Without it the raw loop
+        // would wait its 10 minutes for records that are gone.
+        all_kept(&cfg, &topics, partitions)?;
+    }
 
     let raw_cfg = cfg.clone();
     let expected = produced;
@@ -275,6 +280,28 @@ fn produce(cfg: &Config, records: &[Record], topic: &dyn Fn(EventKind) -> String
     }
     producer.flush(Duration::from_secs(300)).map_err(kafka("not every record was acknowledged"))?;
     Ok(records.len() as u64)
+}
+
+/// Every record produced is still on the in-process cluster: it drops a
+/// partition's oldest records past its caps (records and bytes), which
+/// [`fits_in_process`] can only estimate.
+fn all_kept(cfg: &Config, topics: &[String], partitions: i32) -> Result<(), BenchError> {
+    let consumer: BaseConsumer<Quiet> =
+        client_config(cfg).create_with_context(Quiet).map_err(kafka("cannot create a client"))?;
+    for t in topics {
+        for p in 0..partitions {
+            let (low, high) =
+                consumer.fetch_watermarks(t, p, Duration::from_secs(10)).map_err(kafka("cannot read the offsets"))?;
+            if low > 0 {
+                return Err(BenchError::Broker(format!(
+                    "the in-process cluster dropped the first {low} of {high} records of {t}/{p} (it keeps \
+                     {MOCK_PARTITION_RECORDS} records or 5 MB per partition); use a smaller workload (e.g. \
+                     --sim-duration 10m --orders-per-sec 60 --shops 20000), more --partitions, or --brokers"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The raw loop's client context: end-of-partition arrives as a "global
