@@ -41,6 +41,12 @@ fn events() -> Vec<Event> {
     events
 }
 
+/// The runs' logs, shown for a failing test.
+fn logs() {
+    let _ =
+        tracing_subscriber::fmt().with_env_filter("info,librdkafka=warn,rdkafka=warn").with_test_writer().try_init();
+}
+
 /// Each run (group) its own alerts topic unless `alerts` names one.
 fn config(brokers: &str, group: &str, workers: usize) -> Config {
     config_with_alerts(brokers, group, workers, &format!("{ALERTS}.{group}"))
@@ -50,6 +56,11 @@ fn config_with_alerts(brokers: &str, group: &str, workers: usize, alerts: &str) 
     let mut cfg = cluster_config(brokers, group);
     cfg.kafka.workers = workers;
     cfg.kafka.alerts_topic = alerts.into();
+    // Event time alone moves the watermark: the in-process cluster now and
+    // then takes some 40 s over a rebalance (a worker's partitions revoked,
+    // the next assignment late), and the idle timeout would move the
+    // watermark past buckets other partitions have not been read into yet.
+    cfg.engine.idle_timeout = std::time::Duration::from_secs(3600);
     let shop = cfg.rules[0].clone();
     let mut category = shop.clone();
     category.name = "category_refunds".into();
@@ -63,6 +74,7 @@ fn config_with_alerts(brokers: &str, group: &str, workers: usize, alerts: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_page_as_one() {
+    logs();
     let cluster = MockCluster::new(1).expect("mock cluster");
     for (t, p) in [(ORDERS, 4), (REFUNDS, 4), (DLQ, 1)] {
         cluster.create_topic(t, p, 1).expect("create topic");
@@ -114,6 +126,10 @@ async fn three_workers_page_as_one() {
         assert_eq!(a, b, "{series}");
     }
     assert_eq!((one.workers, three.workers), (1, 3));
+    for reason in ["late_read", "bucket_skipped"] {
+        let series = format!(r#"peakguard_scope_merge_dropped_total{{reason="{reason}"}}"#);
+        assert!(three.metrics.sample(&series).is_some(), "{series} is exported");
+    }
     for s in [&one, &three] {
         let assigned = s.metrics.sample(r#"peakguard_partitions_assigned{topic="t.orders"}"#);
         assert_eq!(assigned, Some(4.0), "the workers' partitions add up to the topic's");
@@ -128,6 +144,7 @@ async fn three_workers_page_as_one() {
 /// incident the first run paged, with its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_catch_up_run_resolves_nothing_and_pages_only_repeats() {
+    logs();
     let cluster = MockCluster::new(1).expect("mock cluster");
     let alerts = format!("{ALERTS}.again");
     for (t, p) in [(ORDERS, 4), (REFUNDS, 4), (DLQ, 1), (alerts.as_str(), 1)] {

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub categories_not_exported: IntGauge,
     /// `peakguard_dedup_evicted_total`: event ids forgotten by the dedup bound, not its horizon.
     pub dedup_evicted: IntGauge,
+    /// `peakguard_scope_merge_dropped_total{reason}`: see `run_merge`.
+    pub scope_merge_dropped: IntCounterVec,
     /// `peakguard_rules_reloads_total{result}` (`accepted`, `rejected`).
     pub rules_reloads: IntCounterVec,
     /// `peakguard_rules_loaded`: rules in force.
@@ -127,6 +129,19 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let scope_merge_dropped = IntCounterVec::new(
+            Opts::new(
+                "peakguard_scope_merge_dropped_total",
+                "Several workers: category reads handed over too late to count (late_read), and bucket ends not \
+                 evaluated because a worker's reads jumped over them (bucket_skipped)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(scope_merge_dropped.clone())).expect("unique metric");
+        for reason in ["late_read", "bucket_skipped"] {
+            scope_merge_dropped.with_label_values(&[reason]);
+        }
         let alerts = IntCounterVec::new(
             Opts::new("peakguard_alerts_total", "Alert notifications emitted, by rule, severity and status"),
             &["rule", "severity", "status"],
@@ -312,6 +327,7 @@ impl Metrics {
             top_text: RwLock::default(),
             categories_not_exported,
             dedup_evicted,
+            scope_merge_dropped,
             rules_reloads,
             rules_loaded,
             rules_muted,

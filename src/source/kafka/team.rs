@@ -226,6 +226,7 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
             info!(forgotten, "category and platform rules reloaded");
         }
         if merge.late_reads() > last_late {
+            out.metrics.scope_merge_dropped.with_label_values(&["late_read"]).inc_by(merge.late_reads() - last_late);
             last_late = merge.late_reads();
             warn!(
                 reads = last_late,
@@ -234,6 +235,10 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
             );
         }
         if merge.skipped() > last_skipped {
+            out.metrics
+                .scope_merge_dropped
+                .with_label_values(&["bucket_skipped"])
+                .inc_by(merge.skipped() - last_skipped);
             last_skipped = merge.skipped();
             warn!(
                 bucket_ends = last_skipped,
