@@ -113,6 +113,7 @@ async fn prometheus_scrapes_rates_alerts_and_top_k_and_the_query_api_answers() {
     let mut cfg = Config::with_defaults();
     cfg.kafka.brokers = cluster.bootstrap_servers();
     cfg.kafka.group_id = "it-observability".into();
+    common::quick_group(&mut cfg);
     cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
     cfg.kafka.alerts_topic = ALERTS.into();
     cfg.kafka.dead_letter_topic = DLQ.into();

@@ -42,6 +42,17 @@ fn config() -> Config {
     cfg
 }
 
+/// `n` worker pipelines, each reading its partition as source 0, and
+/// their merge.
+fn worker_pipelines(cfg: &Config, n: usize) -> (Vec<Pipeline>, ScopeMerge) {
+    let mut parts: Vec<Pipeline> =
+        (0..n).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
+    for p in &mut parts {
+        p.assign(SourceId(0), 0);
+    }
+    (parts, ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, n))
+}
+
 /// Every transition, by fingerprint, in the order emitted.
 fn by_incident<'a>(alerts: impl Iterator<Item = &'a Alert>) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -90,14 +101,11 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
     let shops = refund_pct.len();
     let category = |s: usize| if s.is_multiple_of(3) { "toys" } else { "home" };
     let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
-    let mut parts: Vec<Pipeline> =
-        (0..workers).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
-    let mut merge = ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, workers);
+    let (mut parts, mut merge) = worker_pipelines(&cfg, workers);
     // The whole pipeline reads worker i's partition as source i, so its
     // watermark is the minimum over them, as the merge's is.
-    for (i, p) in parts.iter_mut().enumerate() {
+    for i in 0..workers {
         whole.assign(SourceId(i as u32), 0);
-        p.assign(SourceId(0), 0);
     }
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
@@ -186,13 +194,8 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
 #[test]
 fn a_lagging_worker_holds_the_merge_back() {
     let cfg = config();
-    let mut parts: Vec<Pipeline> =
-        (0..2).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
-    let mut merge = ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, 2);
+    let (mut parts, mut merge) = worker_pipelines(&cfg, 2);
     let mut out = Vec::new();
-    for p in &mut parts {
-        p.assign(SourceId(0), 0);
-    }
     // Worker 0: ten minutes of a 50% refund rate in "home"; worker 1 nothing yet.
     let mut n = 0;
     for m in 0..10 {
@@ -240,13 +243,8 @@ fn a_jumping_worker_skips_rather_than_pages_on_part_of_a_sum() {
     for r in &mut cfg.rules[1..] {
         r.for_ = std::time::Duration::ZERO;
     }
-    let mut parts: Vec<Pipeline> =
-        (0..2).map(|_| Pipeline::new(cfg.engine_config(), cfg.rate_rules()).with_scope_merge()).collect();
-    let mut merge = ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, 2);
+    let (mut parts, mut merge) = worker_pipelines(&cfg, 2);
     let mut out = Vec::new();
-    for p in &mut parts {
-        p.assign(SourceId(0), 0);
-    }
     let mut n = 0;
     for m in 0..15 {
         for i in 0..10 {

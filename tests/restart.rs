@@ -35,6 +35,7 @@ async fn run(brokers: &str, group: &str, store: &Arc<SchemaStore>) -> RunSummary
     cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
     cfg.kafka.alerts_topic = ALERTS.into();
     cfg.kafka.dead_letter_topic = DLQ.into();
+    common::quick_group(&mut cfg);
     // Never contacted: a repeat is not sent to webhooks, and nothing else is
     // expected to page twice. Deliveries that do happen fail and are counted.
     cfg.webhook.url = "http://127.0.0.1:9/hook".into();

@@ -127,7 +127,16 @@ pub fn cluster_config(brokers: &str, group: &str) -> peakguard::config::Config {
     cfg.kafka.topics = vec![ORDERS.into(), REFUNDS.into()];
     cfg.kafka.alerts_topic = ALERTS.into();
     cfg.kafka.dead_letter_topic = DLQ.into();
+    quick_group(&mut cfg);
     cfg
+}
+
+/// A 6 s session: now and then the in-process cluster waits for a member
+/// that does not rejoin a rebalance until its session ends (45 s by
+/// default; seen with several workers per process). Not found why.
+pub fn quick_group(cfg: &mut peakguard::config::Config) {
+    cfg.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+    cfg.kafka.properties.insert("heartbeat.interval.ms".into(), "500".into());
 }
 
 /// Runs `cfg` until every partition is read to its end (180 s at most).
