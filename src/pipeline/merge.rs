@@ -53,9 +53,9 @@ pub struct ScopeShare {
     /// category the worker holds (one with none of a category's shops has
     /// no read for it, and covers it all the same).
     pub spans: Vec<(usize, i64, i64)>,
-    /// Set by the worker's end of input ([`super::Pipeline::finish`]): per
-    /// window, its last bucket end. Its reads then go on a little past it,
-    /// for workers whose input ends later ([`ScopeMerge::finish`]).
+    /// Set by the worker's end of input ([`super::Pipeline::finish_at`]):
+    /// per window, the process's last bucket end, which its reads go up to
+    /// ([`ScopeMerge::finish`] evaluates that far).
     pub end: Option<Vec<i64>>,
 }
 

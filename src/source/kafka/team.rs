@@ -225,21 +225,22 @@ pub fn run_merge(rx: mpsc::Receiver<MergeMsg>, mut merge: ScopeMerge, out: Merge
             let forgotten = merge.reload_rules(book);
             info!(forgotten, "category and platform rules reloaded");
         }
-        if merge.late_reads() > last_late {
-            out.metrics.scope_merge_dropped.with_label_values(&["late_read"]).inc_by(merge.late_reads() - last_late);
-            last_late = merge.late_reads();
+        let dropped = |reason: &str, now: u64, last: &mut u64| {
+            let grew = now > *last;
+            if grew {
+                out.metrics.scope_merge_dropped.with_label_values(&[reason]).inc_by(now - *last);
+                *last = now;
+            }
+            grew
+        };
+        if dropped("late_read", merge.late_reads(), &mut last_late) {
             warn!(
                 reads = last_late,
                 "a worker handed over category reads for buckets already evaluated (its partitions \
                  started behind the others'); they were not counted"
             );
         }
-        if merge.skipped() > last_skipped {
-            out.metrics
-                .scope_merge_dropped
-                .with_label_values(&["bucket_skipped"])
-                .inc_by(merge.skipped() - last_skipped);
-            last_skipped = merge.skipped();
+        if dropped("bucket_skipped", merge.skipped(), &mut last_skipped) {
             warn!(
                 bucket_ends = last_skipped,
                 "category and platform rules skipped bucket ends that a worker's reads jumped over (its \
