@@ -9,6 +9,11 @@ use rand_distr::{Distribution, Zipf};
 
 pub const T0: Millis = 1_794_326_400_000;
 
+/// Events folded between two watermark updates in the `_live` benches (the
+/// Kafka worker ticks after each batch: up to 4,096 records, or fewer when
+/// event time moves a finest step).
+pub const TICK_EVERY: usize = 4_096;
+
 /// The default windows: 5 min / 1 h / 24 h / 30 d.
 pub fn config() -> EngineConfig {
     let w = |name: &str, size: i64, step: i64| WindowSpec { name: name.into(), size_ms: size, step_ms: step };

@@ -1,5 +1,6 @@
 //! Criterion benches of the window engine: folding pre-decoded events (hot
-//! shops, and spread over 1M shops) and reading every window of one shop.
+//! shops, and spread over 1M shops; `_live`: the watermark moving as in the
+//! pipeline) and reading every window of one shop.
 //! Run: `cargo bench --bench engine`.
 
 mod common;
@@ -19,6 +20,20 @@ fn fold_all(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     engine
 }
 
+/// As the pipeline folds: the watermark moves (and dedup forgets the ids it
+/// passed by the horizon) every [`common::TICK_EVERY`] events.
+fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
+    let mut engine = Engine::new(cfg.clone());
+    engine.watermark_mut().assign(SourceId(0), 0);
+    for chunk in events.chunks(common::TICK_EVERY) {
+        for e in chunk {
+            black_box(engine.fold(SourceId(0), e, 0));
+        }
+        engine.update_watermark(0);
+    }
+    engine
+}
+
 fn fold(c: &mut Criterion) {
     let cfg = common::config();
     let mut g = c.benchmark_group("fold");
@@ -26,7 +41,9 @@ fn fold(c: &mut Criterion) {
 
     let hot = common::hot_mix(1_000_000);
     g.throughput(Throughput::Elements(hot.len() as u64));
+    // The worst case for dedup: no watermark moves, so it fills to its capacity.
     g.bench_function("hot_shops_8", |b| b.iter_batched(|| (), |_| fold_all(&cfg, &hot), BatchSize::PerIteration));
+    g.bench_function("hot_shops_8_live", |b| b.iter_batched(|| (), |_| fold_live(&cfg, &hot), BatchSize::PerIteration));
     let mut no_dedup = cfg.clone();
     no_dedup.dedup_capacity = 1;
     g.bench_function("hot_shops_8_dedup_1", |b| {
@@ -36,6 +53,9 @@ fn fold(c: &mut Criterion) {
     let spread = common::zipf_mix(2_000_000, 1_000_000, 3_600_000, 2);
     g.throughput(Throughput::Elements(spread.len() as u64));
     g.bench_function("zipf_1m_shops", |b| b.iter_batched(|| (), |_| fold_all(&cfg, &spread), BatchSize::PerIteration));
+    g.bench_function("zipf_1m_shops_live", |b| {
+        b.iter_batched(|| (), |_| fold_live(&cfg, &spread), BatchSize::PerIteration)
+    });
     g.finish();
 }
 

@@ -1,5 +1,6 @@
 //! Folds the bench's hot-shop mix once, for profiling with perf/callgrind:
-//! `cargo run --release --example fold_profile [hot|zipf] [events, default 1000000]`.
+//! `cargo run --release --example fold_profile [hot|zipf] [events, default 1000000] [live]`
+//! (`live`: the watermark moves every `TICK_EVERY` events, as in the pipeline).
 #[path = "../benches/common.rs"]
 mod common;
 
@@ -11,13 +12,21 @@ fn main() {
     let events = if mix == "zipf" { common::zipf_mix(2 * n, 1_000_000, 3_600_000, 2) } else { common::hot_mix(n) };
     let mut engine = Engine::new(common::config());
     engine.watermark_mut().assign(SourceId(0), 0);
+    let live = std::env::args().nth(3).is_some_and(|a| a == "live");
+    let tick = if live { common::TICK_EVERY } else { usize::MAX };
     let start = std::time::Instant::now();
-    for e in &events {
-        std::hint::black_box(engine.fold(SourceId(0), e, 0));
+    for chunk in events.chunks(tick) {
+        for e in chunk {
+            std::hint::black_box(engine.fold(SourceId(0), e, 0));
+        }
+        if live {
+            engine.update_watermark(0);
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{mix}: {} events in {:.3}s = {:.2} M events/s, {} shops",
+        "{mix}{}: {} events in {:.3}s = {:.2} M events/s, {} shops",
+        if live { " (live)" } else { "" },
         events.len(),
         secs,
         events.len() as f64 / secs / 1e6,

@@ -361,3 +361,33 @@ mod visit_budget {
         assert!(calls >= 1);
     }
 }
+
+/// The tick forgets the dedup ids the watermark has passed by the horizon,
+/// so a steady stream stays inside a small `dedup_capacity` without the
+/// bound forgetting anything early (`peakguard_dedup_evicted_total` stays
+/// 0), and a retry inside the horizon still counts once.
+#[test]
+fn ticks_forget_dedup_ids_past_the_horizon_not_by_capacity() {
+    let mut cfg = Config::with_defaults();
+    cfg.engine.dedup_capacity = 2_000;
+    let mut p = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    p.assign(ORDERS, 0);
+    let mut alerts = Vec::new();
+    // Two hours at 5 orders a second (36,000 ids); one horizon (30 s) holds 150.
+    let mut retries = 0;
+    for i in 0..36_000usize {
+        let t = T0 + i as i64 * 200;
+        let e = ev("steady", i, t, false);
+        assert_eq!(p.ingest(ORDERS, &e, 0), Fold::Folded);
+        if i % 97 == 0 && i > 0 {
+            // A producer retry of an event 10 s older: inside the horizon.
+            assert_eq!(p.ingest(ORDERS, &ev("steady", i - 50, T0 + (i as i64 - 50) * 200, false), 0), Fold::Duplicate);
+            retries += 1;
+        }
+        if i % 50 == 49 {
+            p.tick(0, &mut alerts);
+        }
+    }
+    assert_eq!(p.stats().duplicate, retries);
+    assert_eq!(p.engine().dedup_evicted(), 0, "the horizon, not the capacity, should forget ids");
+}

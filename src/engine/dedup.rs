@@ -2,23 +2,38 @@
 //! once.
 //!
 //! Ids are kept as 64-bit hashes in two generations of at most `capacity / 2`
-//! each. New ids go into the current generation; when it is full it becomes
-//! the previous one and the old previous one is forgotten. A generation is
-//! also forgotten as soon as the watermark has passed its newest event time by
-//! the dedup horizon (default: the allowed lateness). So:
+//! each. New ids go into the current generation. A generation is forgotten
+//! as soon as the watermark has passed its newest event time by the dedup
+//! horizon (default: the allowed lateness). The current generation becomes
+//! the previous one (the generations *rotate*) in two cases:
+//!
+//! * by time: once the previous one has been forgotten and the current one
+//!   has been open for a horizon of watermark progress. So at a steady rate
+//!   the two hold about two horizons of ids, not the capacity: at 10,000
+//!   events/s of event time and the default 30 s horizon, some 600,000 ids
+//!   at most, and the tables stay small enough for the cache at lower rates
+//!   (a table of a million ids is about 20 MB, and every new id missed the
+//!   cache in both generations);
+//! * by capacity: when the current one is full, the old previous one is
+//!   forgotten even if the horizon has not passed it.
+//!
+//! So:
 //!
 //! * memory is bounded: at most `capacity` ids, about 16-20 bytes each in the
 //!   hash tables (1,000,000 ids, about 20 MB, by default);
 //! * an id is remembered until the horizon passes it, or for at least the
 //!   next `capacity / 2` new ids, whichever comes first; when capacity rather
 //!   than the horizon forgets ids, [`Dedup::evicted`] counts them, so an
-//!   operator can see that the bound decides and raise it.
+//!   operator can see that the bound decides and raise it. Rotation by time
+//!   forgets nothing: it only happens once the previous generation is gone.
 //!
 //! Rotating generations instead of evicting one id at a time keeps each event
 //! to two table probes, with no per-id queue: the generations are
 //! `hashbrown` tables of the 64-bit hashes themselves (no second hashing),
 //! and a new id is written into the slot its probe of the current generation
-//! found, so the insert does not probe again.
+//! found, so the insert does not probe again. A table cleared after holding
+//! far fewer ids than it has room for is shrunk, so that a burst does not
+//! leave every later probe spread over a table sized for the burst.
 //!
 //! A 64-bit hash collision would drop a distinct event as a duplicate; with a
 //! million ids held the chance per event is about 5e-14.
@@ -40,8 +55,13 @@ pub struct Dedup {
     previous: HashTable<u64>,
     previous_newest: Millis,
     last_watermark: Option<Millis>,
+    /// The watermark when the current generation opened (`None`: before the first).
+    opened_at: Option<Millis>,
     evicted: u64,
 }
+
+/// Slots a new generation starts with; tables grow from here as ids come.
+const START_SLOTS: usize = 4_096;
 
 /// A 64-bit hash of an event id, stable across processes and builds:
 /// checkpoints carry these hashes, and a restored process must recognise
@@ -66,10 +86,10 @@ fn slot_hash(h: &u64) -> u64 {
 impl Dedup {
     pub fn new(horizon_ms: i64, capacity: usize) -> Dedup {
         let half = (capacity / 2).max(1);
-        // Sized for a good part of the bound up front (growing a large table
-        // costs more than holding it), but not all of it: there is one per
-        // partition.
-        let table = || HashTable::with_capacity(half.min(1 << 18));
+        // Small at first: a table much larger than what it holds spreads every
+        // probe over memory the cache does not hold. Later generations start
+        // at the size the one before them reached.
+        let table = || HashTable::with_capacity(half.min(START_SLOTS));
         Dedup {
             horizon_ms,
             half,
@@ -78,6 +98,7 @@ impl Dedup {
             previous: table(),
             previous_newest: Millis::MIN,
             last_watermark: None,
+            opened_at: None,
             evicted: 0,
         }
     }
@@ -105,19 +126,28 @@ impl Dedup {
         }
         std::mem::swap(&mut self.current, &mut self.previous);
         self.previous_newest = self.current_newest;
-        self.current.clear();
+        if !self.current.is_empty() {
+            forget(&mut self.current);
+        }
         self.current_newest = Millis::MIN;
+        self.opened_at = self.last_watermark;
     }
 
-    /// Forgets generations whose newest event time is older than `watermark - horizon`.
+    /// Forgets generations whose newest event time is older than `watermark
+    /// - horizon`, and rotates by time (see the module doc).
     pub fn expire(&mut self, watermark: Millis) {
         self.last_watermark = Some(watermark);
         let limit = watermark - self.horizon_ms;
         if self.previous_newest < limit && !self.previous.is_empty() {
-            self.previous.clear();
+            forget(&mut self.previous);
         }
         if self.current_newest < limit && !self.current.is_empty() {
-            self.current.clear();
+            forget(&mut self.current);
+        }
+        let opened = *self.opened_at.get_or_insert(watermark);
+        if self.previous.is_empty() && !self.current.is_empty() && watermark.saturating_sub(opened) >= self.horizon_ms {
+            // Nothing is forgotten: the previous generation is already gone.
+            self.rotate();
         }
     }
 
@@ -132,6 +162,15 @@ impl Dedup {
     /// Ids forgotten because the capacity was reached while still inside the horizon.
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+}
+
+/// Empties `table`, shrinking it when it held far fewer ids than it has room for.
+fn forget(table: &mut HashTable<u64>) {
+    let held = table.len();
+    table.clear();
+    if table.capacity() > 4 * held.max(START_SLOTS) {
+        table.shrink_to(held.max(START_SLOTS), slot_hash);
     }
 }
 
@@ -172,6 +211,7 @@ impl Dedup {
         d.current_newest = s.current_newest;
         d.previous_newest = s.previous_newest;
         d.last_watermark = s.last_watermark;
+        d.opened_at = s.last_watermark;
         d.evicted = s.evicted;
         d
     }
@@ -204,6 +244,61 @@ mod tests {
         assert!(!d.first_time("d", 0) && !d.first_time("e", 0) && !d.first_time("c", 0));
         assert_eq!(d.evicted(), 2, "a and b were forgotten by capacity");
         assert!(d.first_time("a", 0), "a was forgotten");
+    }
+
+    #[test]
+    fn a_steady_stream_holds_about_two_horizons_of_ids_not_the_capacity() {
+        // 100 ids per second of event time, horizon 10 s, watermark 1 s behind.
+        let mut d = Dedup::new(10_000, 1_000_000);
+        let mut most = 0;
+        for i in 0..100_000i64 {
+            let t = i * 10;
+            assert!(d.first_time(&format!("id-{i}"), t));
+            if i % 100 == 99 {
+                d.expire(t - 1_000);
+                most = most.max(d.len());
+            }
+        }
+        assert!((2_000..=3_200).contains(&most), "held at most {most} ids; two horizons are 2,000");
+        assert_eq!(d.evicted(), 0, "rotating by time forgets nothing inside the horizon");
+    }
+
+    proptest::proptest! {
+        /// Against a reference of every id and its event time: a first copy
+        /// always counts, and a repeat whose first copy is still inside the
+        /// horizon (event time >= last watermark - horizon) never does, while
+        /// the capacity bound has evicted nothing.
+        #[test]
+        fn catches_every_repeat_inside_the_horizon(
+            ops in proptest::collection::vec((0u16..400, 0i64..2_000, proptest::bool::weighted(0.1)), 1..3_000),
+            horizon in 1i64..3_000,
+            capacity in 2usize..600,
+        ) {
+            let mut d = Dedup::new(horizon, capacity);
+            let mut seen = std::collections::HashMap::<u16, i64>::new();
+            let (mut clock, mut wm) = (0i64, None::<i64>);
+            for (id, step, tick) in ops {
+                clock += step / 100;
+                if tick {
+                    let w = clock - 500;
+                    wm = Some(w);
+                    d.expire(w);
+                }
+                let t = clock - step % 700;
+                let fresh = d.first_time(&format!("e{id}"), t);
+                match seen.get(&id) {
+                    None => proptest::prop_assert!(fresh, "a first copy of e{} was dropped", id),
+                    Some(&first) if d.evicted() == 0 && wm.is_none_or(|w| first >= w - horizon) => {
+                        proptest::prop_assert!(!fresh, "e{} (first at {}) counted twice, watermark {:?}", id, first, wm)
+                    }
+                    Some(_) => {}
+                }
+                if fresh {
+                    seen.insert(id, t);
+                }
+                proptest::prop_assert!(d.len() <= capacity.max(2));
+            }
+        }
     }
 
     #[test]

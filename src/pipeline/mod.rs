@@ -264,7 +264,9 @@ impl Pipeline {
     /// Advances the watermark to processing time `proc_now` and evaluates the
     /// rules at every bucket that completed since the last tick.
     pub fn tick(&mut self, proc_now: Millis, out: &mut Vec<Alert>) {
-        let Some(wm) = self.engine.watermark_mut().update(proc_now) else {
+        // Through the engine, not the tracker alone: the dedup memory forgets
+        // the ids the watermark has passed by the horizon here.
+        let Some(wm) = self.engine.update_watermark(proc_now) else {
             return;
         };
         self.phase_baselines.capture(wm, &self.rules, &self.engine);
