@@ -17,6 +17,7 @@
 //! by [`Engine::evict_idle`].
 
 mod categories;
+mod cold;
 pub mod counts;
 pub mod dedup;
 mod dense;
@@ -240,15 +241,11 @@ impl Engine {
             .iter()
             .map(|w| (cfg.allowed_lateness_ms.max(0) / w.step_ms) as usize + 2 + BASELINE_BUCKETS)
             .collect();
-        let steps: Vec<i64> = cfg.windows.iter().map(|w| w.step_ms).collect();
-        let fine = (0..steps.len()).min_by_key(|&w| steps[w]).unwrap_or(0);
-        let layout = Layout {
-            lens: cfg.windows.iter().map(|w| w.buckets() as i64).collect(),
-            nested: steps.iter().all(|s| s % steps[fine] == 0),
-            fine,
-            steps,
+        let layout = Layout::new(
+            cfg.windows.iter().map(|w| w.step_ms).collect(),
+            cfg.windows.iter().map(|w| w.buckets() as i64).collect(),
             slack,
-        };
+        );
         let retention_ms = cfg.windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
         let watermark = WatermarkTracker::new(cfg.allowed_lateness_ms, cfg.idle_timeout_ms);
         let bucket_cache = cfg.windows.iter().map(|w| BucketCache::new(w.step_ms)).collect();

@@ -1,5 +1,7 @@
 //! The state of one scope (a shop, a category, the platform): one ring per
 //! window, plus, for busy scopes, an accumulator of the current finest bucket.
+//! A new shop starts as one list of cells for all windows instead (`cold.rs`)
+//! and gets its rings once that list is long.
 //!
 //! Why the accumulator: a busy scope sees many events per minute, and each
 //! would otherwise update every window's ring (4 ring updates per counter).
@@ -9,6 +11,7 @@
 //! Cohort-basis and late counters still go straight to the rings. Reads add
 //! the accumulator when its bucket lies in the window read.
 
+use super::cold::{Cold, COLD_LIST_CELLS};
 use super::counts::{Counts, Deltas, NF};
 use super::window::{bucket_of, Ring, RingSnapshot};
 use super::Basis;
@@ -22,8 +25,21 @@ pub struct Layout {
     pub slack: Vec<usize>,
     /// Index of the window with the smallest step.
     pub fine: usize,
-    /// Every step is a multiple of the finest one (accumulators allowed).
+    /// Every step is a multiple of the finest one (accumulators and cold lists allowed).
     pub nested: bool,
+    /// Each window's step over the finest step (1 for all when not `nested`).
+    pub ratios: Vec<i64>,
+}
+
+impl Layout {
+    /// The layout of windows `steps` ms apart, `lens` buckets long, readable
+    /// `slack` buckets behind their heads.
+    pub fn new(steps: Vec<i64>, lens: Vec<i64>, slack: Vec<usize>) -> Layout {
+        let fine = (0..steps.len()).min_by_key(|&w| steps[w]).unwrap_or(0);
+        let nested = steps.iter().all(|s| s % steps[fine] == 0);
+        let ratios = steps.iter().map(|s| if nested { s / steps[fine] } else { 1 }).collect();
+        Layout { steps, lens, slack, fine, nested, ratios }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -42,22 +58,41 @@ impl Acc {
 
 #[derive(Clone, Debug)]
 pub struct ScopeState {
+    /// Empty while `cold` holds the scope.
     rings: Box<[Ring]>,
     acc: Option<Box<Acc>>,
+    cold: Option<Cold>,
 }
 
 impl ScopeState {
     /// A scope whose first event is at `t`; `busy` scopes (categories, the
-    /// platform) accumulate from the start, shops once their finest ring is busy.
+    /// platform) accumulate from the start, shops start as one cold list and
+    /// accumulate once their finest ring is busy.
     pub fn new(layout: &Layout, t: Millis, busy: bool) -> ScopeState {
+        let fine_bucket = bucket_of(t, layout.steps[layout.fine]);
+        if !busy && layout.nested {
+            return ScopeState { rings: Box::new([]), acc: None, cold: Some(Cold::new(fine_bucket)) };
+        }
         let rings = (0..layout.steps.len())
             .map(|w| Ring::new(layout.lens[w] as usize, layout.slack[w], bucket_of(t, layout.steps[w])))
             .collect();
-        let mut s = ScopeState { rings, acc: None };
+        let mut s = ScopeState { rings, acc: None, cold: None };
         if busy && layout.nested {
-            s.start_acc(bucket_of(t, layout.steps[layout.fine]));
+            s.start_acc(fine_bucket);
         }
         s
+    }
+
+    /// Held as one cold list (see `cold.rs`) rather than rings.
+    pub fn is_cold(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    /// Gives a cold scope its rings.
+    fn warm(&mut self, layout: &Layout) {
+        if let Some(cold) = self.cold.take() {
+            self.rings = cold.to_rings(layout);
+        }
     }
 
     fn start_acc(&mut self, bucket: i64) {
@@ -68,6 +103,16 @@ impl ScopeState {
     /// `w`, `fine_bucket` the activity bucket at the finest step.
     #[inline]
     pub fn apply(&mut self, layout: &Layout, deltas: &Deltas, buckets: &[(i64, i64)], fine_bucket: i64) {
+        if let Some(cold) = self.cold.as_mut() {
+            let cohort_bucket = buckets[layout.fine].1;
+            for d in deltas.iter() {
+                cold.add(if d.basis == Basis::Cohort { cohort_bucket } else { fine_bucket }, d.field, d.value);
+            }
+            if cold.len() > COLD_LIST_CELLS {
+                self.warm(layout);
+            }
+            return;
+        }
         if let Some(acc) = self.acc.as_deref_mut() {
             if fine_bucket > acc.bucket {
                 self.flush(layout);
@@ -130,6 +175,9 @@ impl ScopeState {
 
     /// Adds window `w`'s counts into `out`.
     pub fn read_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        if let Some(cold) = &self.cold {
+            return cold.read_into(layout, w, end_bucket, out);
+        }
         self.rings[w].read_into(end_bucket, out);
         self.acc_into(layout, w, end_bucket, out);
     }
@@ -138,6 +186,10 @@ impl ScopeState {
     /// busy ring read at its head, or one bucket before, is then one copy.
     #[inline]
     pub fn read_to(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        if let Some(cold) = &self.cold {
+            out.0 = [0; NF];
+            return cold.read_into(layout, w, end_bucket, out);
+        }
         self.rings[w].read_to(end_bucket, out);
         self.acc_into(layout, w, end_bucket, out);
     }
@@ -157,6 +209,9 @@ impl ScopeState {
 
     /// Newest bucket of window `w` that holds data.
     pub fn head(&self, layout: &Layout, w: usize) -> i64 {
+        if let Some(cold) = &self.cold {
+            return cold.head(layout, w);
+        }
         let ring = self.rings[w].head();
         match self.acc.as_deref() {
             Some(acc) if !acc.is_empty() => {
@@ -170,11 +225,15 @@ impl ScopeState {
         self.rings.len() * std::mem::size_of::<Ring>()
             + self.rings.iter().map(Ring::heap_bytes).sum::<usize>()
             + self.acc.as_ref().map_or(0, |_| std::mem::size_of::<Acc>())
+            + self.cold.as_ref().map_or(0, Cold::heap_bytes)
     }
 
     /// Flushes, advances every ring to the watermark and reports whether all
     /// are empty. A scope that went quiet gives its accumulator back.
     pub fn advance_and_check_empty(&mut self, layout: &Layout, wm: Millis) -> bool {
+        if let Some(cold) = self.cold.as_mut() {
+            return cold.advance_and_check_empty(layout, wm);
+        }
         self.flush(layout);
         self.acc = None;
         self.rings.iter_mut().zip(&layout.steps).all(|(ring, &step)| {
@@ -193,7 +252,14 @@ pub struct ScopeSnapshot {
 }
 
 impl ScopeState {
-    pub fn snapshot(&self) -> ScopeSnapshot {
+    pub fn snapshot(&self, layout: &Layout) -> ScopeSnapshot {
+        if let Some(cold) = &self.cold {
+            // Written as the rings it stands for: the format does not change.
+            let rings = (0..layout.steps.len())
+                .map(|w| RingSnapshot { head: cold.head(layout, w), cells: cold.ring_cells(layout, w) })
+                .collect();
+            return ScopeSnapshot { rings, acc: None };
+        }
         let acc = self.acc.as_deref().filter(|a| !a.is_empty()).map(|a| {
             let cells = a.counts.0.iter().enumerate().filter(|(_, v)| **v != 0).map(|(f, v)| (f as u8, *v)).collect();
             (a.bucket, cells)
@@ -213,7 +279,7 @@ impl ScopeState {
             .enumerate()
             .map(|(w, r)| Ring::restore(layout.lens[w] as usize, layout.slack[w], r))
             .collect::<Option<Box<[Ring]>>>()?;
-        let mut scope = ScopeState { rings, acc: None };
+        let mut scope = ScopeState { rings, acc: None, cold: None };
         if let Some((bucket, cells)) = &s.acc {
             if !layout.nested {
                 return None;
@@ -237,7 +303,15 @@ impl ScopeState {
     pub fn add_into(&self, layout: &Layout, other: &mut ScopeState) {
         // `other`'s own accumulator is moved into its rings first, so adding
         // straight to the rings cannot count a bucket twice.
+        other.warm(layout);
         other.flush(layout);
+        if let Some(cold) = &self.cold {
+            for (w, ring) in other.rings.iter_mut().enumerate() {
+                for (b, f, v) in cold.ring_cells(layout, w) {
+                    let _ = ring.add(b as i64, f, v);
+                }
+            }
+        }
         for (mine, theirs) in self.rings.iter().zip(other.rings.iter_mut()) {
             mine.add_into(theirs);
         }

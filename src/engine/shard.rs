@@ -89,7 +89,7 @@ impl Engine {
                 id: id.to_string(),
                 category: self.category_name(s.category).to_string(),
                 pending_until: s.pending_until,
-                scope: s.scope.snapshot(),
+                scope: s.scope.snapshot(&self.layout),
             })
             .collect();
         let dedup = self.dedups.get(shard as usize).and_then(|d| d.as_ref()).map(Dedup::snapshot);

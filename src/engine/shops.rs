@@ -119,7 +119,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn state(shard: u32) -> ShopState {
-        let layout = Layout { lens: vec![1], steps: vec![60_000], slack: vec![0], fine: 0, nested: true };
+        let layout = Layout::new(vec![60_000], vec![1], vec![0]);
         ShopState { category: 0, shard, scope: ScopeState::new(&layout, 0, false), pending_until: None, pending_in: 0 }
     }
 
