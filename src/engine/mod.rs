@@ -215,10 +215,10 @@ pub struct Engine {
     /// Per window: shops folded into since that window last evaluated their
     /// newest bucket. A window drains only its own list when it completes a
     /// bucket, so a day-long window's backlog is not revisited every minute.
-    pending: Vec<Vec<Box<str>>>,
+    pending: Vec<Vec<shops::Key>>,
     /// Per window: the shops of the evaluation round in progress (see
     /// `pending.rs`); they keep their pending bit until visited.
-    rounds: Vec<Vec<Box<str>>>,
+    rounds: Vec<Vec<shops::Key>>,
     /// Bit `w`: window `w` keeps a pending list (something reads it per shop).
     tracked: u32,
     watermark: WatermarkTracker,
@@ -350,8 +350,10 @@ impl Engine {
 
     /// Approximate heap bytes of all shop state (keys, maps and rings).
     pub fn shop_heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(Box<str>, ShopState)>() + 1;
-        self.shops.capacity() * entry + self.shops.iter().map(|(k, s)| k.len() + s.scope.heap_bytes()).sum::<usize>()
+        let entry = std::mem::size_of::<(shops::Key, ShopState)>() + 1;
+        // An `Arc<str>` holds two counts before the id.
+        let key = |k: &str| k.len() + 2 * std::mem::size_of::<usize>();
+        self.shops.capacity() * entry + self.shops.iter().map(|(k, s)| key(k) + s.scope.heap_bytes()).sum::<usize>()
     }
 
     /// Folds one event read from `source` at processing time `proc_now`.
@@ -382,7 +384,7 @@ impl Engine {
         }
         let layout = &self.layout;
         let cats = &mut self.cats;
-        let shop = self.shops.get_or_insert_with(event.shop_id.as_str(), || {
+        let (key, shop) = self.shops.get_or_insert_with(event.shop_id.as_str(), || {
             let category = cats.id(layout, &event.category, t);
             let scope = ScopeState::new(layout, t, false);
             ShopState { category, shard, scope, pending_until: None, pending_in: 0 }
@@ -399,7 +401,7 @@ impl Engine {
         if shop.pending_in != tracked {
             for (w, list) in self.pending.iter_mut().enumerate() {
                 if (tracked & !shop.pending_in) & (1 << w) != 0 {
-                    list.push(event.shop_id.as_str().into());
+                    list.push(key.clone());
                 }
             }
             shop.pending_in = tracked;

@@ -118,17 +118,18 @@ impl Engine {
             let layout = &self.layout;
             scope.add_into(layout, self.platform.get_or_insert_with(|| ScopeState::new(layout, 0, true)));
             let (mut pending_in, mut pending_until) = (0, None);
+            let key: super::shops::Key = shop.id.into();
             if shop.pending_until.is_some() && self.tracked != 0 {
                 // Every tracked window evaluates a restored shop once more.
                 for (w, list) in self.pending.iter_mut().enumerate() {
                     if self.tracked & (1 << w) != 0 {
-                        list.push(shop.id.as_str().into());
+                        list.push(key.clone());
                     }
                 }
                 (pending_in, pending_until) = (self.tracked, shop.pending_until);
             }
             let state = ShopState { category, shard: snap.shard, scope, pending_until, pending_in };
-            replaced |= self.shops.insert(shop.id.into_boxed_str(), state).is_some();
+            replaced |= self.shops.insert(key, state).is_some();
         }
         if replaced {
             // A replaced shop was counted in the aggregates twice.

@@ -16,7 +16,11 @@ use super::ShopState;
 
 const SHARDS: usize = 64;
 
-type Entry = (Box<str>, ShopState);
+/// A shop id as the map and the pending lists hold it: shared, so listing
+/// a shop as pending is a count increment, not an allocation and a copy.
+pub(super) type Key = std::sync::Arc<str>;
+
+type Entry = (Key, ShopState);
 
 pub(super) struct ShopMap {
     tables: Box<[HashTable<Entry>]>,
@@ -69,19 +73,20 @@ impl ShopMap {
     /// finds the shop does not check the table's room for growth (hashbrown's
     /// `entry` does), which the hot path pays for every event.
     #[inline]
-    pub(super) fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> ShopState) -> &mut ShopState {
+    pub(super) fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> ShopState) -> (&Key, &mut ShopState) {
         let h = hash(key);
-        match self.tables[table_of(h)].find_entry(h, |e| &*e.0 == key) {
-            Ok(found) => &mut found.into_mut().1,
+        let e = match self.tables[table_of(h)].find_entry(h, |e| &*e.0 == key) {
+            Ok(found) => found.into_mut(),
             Err(absent) => {
                 self.len += 1;
-                &mut absent.into_table().insert_unique(h, (key.into(), make()), |e| hash(&e.0)).into_mut().1
+                absent.into_table().insert_unique(h, (key.into(), make()), |e| hash(&e.0)).into_mut()
             }
-        }
+        };
+        (&e.0, &mut e.1)
     }
 
     /// Holds `state` for `key`; returns what was held before.
-    pub(super) fn insert(&mut self, key: Box<str>, state: ShopState) -> Option<ShopState> {
+    pub(super) fn insert(&mut self, key: Key, state: ShopState) -> Option<ShopState> {
         let h = hash(&key);
         let table = &mut self.tables[table_of(h)];
         match table.entry(h, |e| e.0 == key, |e| hash(&e.0)) {
@@ -132,11 +137,11 @@ mod tests {
                 let id = format!("shop-{key}");
                 match op {
                     0 => {
-                        let had = map.insert(id.clone().into(), state(shard)).map(|s| s.shard);
+                        let had = map.insert(id.as_str().into(), state(shard)).map(|s| s.shard);
                         prop_assert_eq!(had, reference.insert(id, shard));
                     }
                     1 => {
-                        let got = map.get_or_insert_with(&id, || state(shard)).shard;
+                        let got = map.get_or_insert_with(&id, || state(shard)).1.shard;
                         prop_assert_eq!(got, *reference.entry(id).or_insert(shard));
                     }
                     2 => prop_assert_eq!(map.get(&id).map(|s| s.shard), reference.get(&id).copied()),
