@@ -18,25 +18,17 @@
 
 use super::counts::Counts;
 use super::scope::Layout;
-use super::window::{bucket_of, Ring};
+use super::window::{bucket_of, Cell, Ring};
 
 /// Cells above which a scope's list becomes one ring per window: a read
 /// scans the list back to the window's start, so it must stay short.
 pub const COLD_LIST_CELLS: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cell {
-    value: u64,
-    /// Finest-step bucket.
-    bucket: u32,
-    field: u8,
-}
-
 #[derive(Clone, Debug)]
 pub struct Cold {
     /// Newest finest-step bucket added or advanced to.
     head: i64,
-    /// Sorted by bucket.
+    /// Sorted by bucket (finest step).
     cells: Vec<Cell>,
 }
 

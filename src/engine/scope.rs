@@ -83,11 +83,6 @@ impl ScopeState {
         s
     }
 
-    /// Held as one cold list (see `cold.rs`) rather than rings.
-    pub fn is_cold(&self) -> bool {
-        self.cold.is_some()
-    }
-
     /// Gives a cold scope its rings.
     fn warm(&mut self, layout: &Layout) {
         if let Some(cold) = self.cold.take() {

@@ -43,11 +43,12 @@ pub enum Add {
     TooOld,
 }
 
+/// One non-zero counter of one bucket (a ring's, or a cold list's finest bucket).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cell {
-    value: u64,
-    bucket: u32,
-    field: u8,
+pub(super) struct Cell {
+    pub(super) value: u64,
+    pub(super) bucket: u32,
+    pub(super) field: u8,
 }
 
 #[derive(Clone, Debug)]
