@@ -403,3 +403,27 @@ proptest! {
         never_looser(&store, &bytes)?;
     }
 }
+
+/// A string that is not UTF-8 is an error in the direct reader (whose
+/// ASCII fast path must not wave it through) as in apache-avro's; one that
+/// is UTF-8 but not ASCII decodes the same in both.
+#[test]
+fn strings_must_be_utf8_ascii_or_not() {
+    let store = SchemaStore::embedded();
+    for (replacement, valid) in [(&[0xFFu8][..], false), (&[0xC3, 0x28][..], false), ("é".as_bytes(), true)] {
+        let mut e = samples()[1].clone();
+        e.shop_id = "shop-xx".into();
+        let bytes = codec::encode(&store, &e).unwrap();
+        let at = bytes.windows(7).position(|w| w == b"shop-xx").expect("the id is in the record");
+        // Same length, so the string's length prefix still holds.
+        let mut damaged = bytes.clone();
+        damaged[at + 5..at + 7].copy_from_slice(&[replacement, &b"xx"[..]].concat()[..2]);
+        let (id, body) = wire::split(&damaged).unwrap();
+        let (direct, generic) = (store.decode_body(id, body), store.decode_body_generic(id, body));
+        assert_eq!(direct.is_ok(), valid, "{replacement:?}: {direct:?}");
+        assert_eq!(generic.is_ok(), valid, "{replacement:?}: {generic:?}");
+        if valid {
+            assert_eq!(direct.unwrap().shop_id, "shop-é");
+        }
+    }
+}

@@ -305,7 +305,7 @@ impl<'a> Reader<'a> {
             }
             Op::Str => {
                 let n = self.len()?;
-                Raw::Str(std::str::from_utf8(self.take(n)?).map_err(|_| "string is not UTF-8")?)
+                Raw::Str(utf8(self.take(n)?)?)
             }
             Op::Fixed(n) => {
                 self.take(*n)?;
@@ -356,4 +356,17 @@ impl<'a> Reader<'a> {
             }
         })
     }
+}
+
+/// `bytes` as a string, when they are UTF-8. Ids, categories and currencies
+/// are nearly always ASCII, which a word-at-a-time check proves valid for a
+/// fraction of what the general validation costs on short strings (it was
+/// 11% of the hot path's instructions).
+#[inline]
+fn utf8(bytes: &[u8]) -> Result<&str, &'static str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|_| "string is not UTF-8")
 }
