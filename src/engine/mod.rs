@@ -25,6 +25,7 @@ mod pending;
 pub mod scope;
 pub mod shard;
 mod shops;
+mod view;
 pub mod watermark;
 pub mod window;
 
@@ -33,6 +34,7 @@ pub use counts::{Basis, Counts, Deltas, Field, NF};
 use dedup::Dedup;
 pub use scope::{Layout, ScopeState};
 pub use shard::{ShardSnapshot, SnapshotError};
+pub use view::ScopeView;
 pub use watermark::{SourceId, WatermarkTracker};
 use window::bucket_of;
 
@@ -105,35 +107,6 @@ pub struct ShopState {
 impl ShopState {
     pub fn category_id(&self) -> u32 {
         self.category
-    }
-}
-
-/// A scope and the layout needed to read it.
-#[derive(Clone, Copy)]
-pub struct ScopeView<'a> {
-    pub layout: &'a Layout,
-    pub scope: &'a ScopeState,
-}
-
-impl ScopeView<'_> {
-    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
-    pub fn read(&self, w: usize, end_bucket: i64) -> Counts {
-        self.scope.read(self.layout, w, end_bucket)
-    }
-
-    /// Adds window `w`'s counts into `out`.
-    pub fn read_into(&self, w: usize, end_bucket: i64, out: &mut Counts) {
-        self.scope.read_into(self.layout, w, end_bucket, out)
-    }
-
-    /// Writes window `w`'s counts into `out`, whatever it held before.
-    pub fn read_to(&self, w: usize, end_bucket: i64, out: &mut Counts) {
-        self.scope.read_to(self.layout, w, end_bucket, out)
-    }
-
-    /// Newest bucket of window `w` holding data.
-    pub fn head(&self, w: usize) -> i64 {
-        self.scope.head(self.layout, w)
     }
 }
 
@@ -211,7 +184,9 @@ pub struct Engine {
     retention_ms: i64,
     shops: shops::ShopMap,
     cats: categories::Categories,
-    platform: Option<ScopeState>,
+    /// Whether any shop has been folded or imported (see [`Engine::platform`];
+    /// the platform's windows are the categories', summed: `view.rs`).
+    has_platform: bool,
     /// Per window: shops folded into since that window last evaluated their
     /// newest bucket. A window drains only its own list when it completes a
     /// bucket, so a day-long window's backlog is not revisited every minute.
@@ -260,7 +235,7 @@ impl Engine {
             retention_ms,
             shops: Default::default(),
             cats: Default::default(),
-            platform: None,
+            has_platform: false,
             pending: vec![Vec::new(); n_windows],
             rounds: vec![Vec::new(); n_windows],
             tracked: all_windows(n_windows),
@@ -285,7 +260,7 @@ impl Engine {
     }
 
     fn view<'a>(&'a self, scope: &'a ScopeState) -> ScopeView<'a> {
-        ScopeView { layout: &self.layout, scope }
+        ScopeView::one(&self.layout, scope)
     }
 
     pub fn watermark(&self) -> &WatermarkTracker {
@@ -340,7 +315,7 @@ impl Engine {
 
     /// The aggregate of every shop.
     pub fn platform(&self) -> Option<ScopeView<'_>> {
-        self.platform.as_ref().map(|s| self.view(s))
+        self.has_platform.then(|| ScopeView::sum(&self.layout, &self.cats.scopes))
     }
 
     /// Ids forgotten by dedup because its capacity was reached.
@@ -410,8 +385,7 @@ impl Engine {
             shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
         }
         cats.scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
-        let platform = self.platform.get_or_insert_with(|| ScopeState::new(layout, t, true));
-        platform.apply(layout, &deltas, &self.buckets, fine_bucket);
+        self.has_platform = true;
         Fold::Folded
     }
 

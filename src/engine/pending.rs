@@ -59,8 +59,8 @@ impl Engine {
             }
             visited += 1;
             let category = self.cats.names.get(shop.category as usize).map_or("", |c| c);
-            let view = ScopeView { layout: &self.layout, scope: &shop.scope };
-            let cat = ScopeView { layout: &self.layout, scope: &self.cats.scopes[shop.category as usize] };
+            let view = ScopeView::one(&self.layout, &shop.scope);
+            let cat = ScopeView::one(&self.layout, &self.cats.scopes[shop.category as usize]);
             if visit(&key, category, view, cat, shop.pending_until.unwrap_or(Millis::MIN)) {
                 pending.push(key);
             } else {

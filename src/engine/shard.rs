@@ -115,8 +115,7 @@ impl Engine {
         for (shop, scope) in snap.shops.into_iter().zip(scopes) {
             let category = self.cats.id(&self.layout, &shop.category, 0);
             scope.add_into(&self.layout, &mut self.cats.scopes[category as usize]);
-            let layout = &self.layout;
-            scope.add_into(layout, self.platform.get_or_insert_with(|| ScopeState::new(layout, 0, true)));
+            self.has_platform = true;
             let (mut pending_in, mut pending_until) = (0, None);
             let key: super::shops::Key = shop.id.into();
             if shop.pending_until.is_some() && self.tracked != 0 {
@@ -161,17 +160,15 @@ impl Engine {
         dropped
     }
 
-    /// Recomputes every category and the platform as the sum of the shops held.
+    /// Recomputes every category (and so the platform) as the sum of the shops held.
     fn rebuild_aggregates(&mut self) {
         let layout = &self.layout;
         for scope in &mut self.cats.scopes {
             *scope = ScopeState::new(layout, 0, true);
         }
-        let mut platform = ScopeState::new(layout, 0, true);
         for shop in self.shops.values() {
             shop.scope.add_into(layout, &mut self.cats.scopes[shop.category as usize]);
-            shop.scope.add_into(layout, &mut platform);
         }
-        self.platform = (!self.shops.is_empty()).then_some(platform);
+        self.has_platform = !self.shops.is_empty();
     }
 }
