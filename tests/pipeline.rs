@@ -391,3 +391,32 @@ fn ticks_forget_dedup_ids_past_the_horizon_not_by_capacity() {
     assert_eq!(p.stats().duplicate, retries);
     assert_eq!(p.engine().dedup_evicted(), 0, "the horizon, not the capacity, should forget ids");
 }
+
+/// A partition the watermark has run ahead of (here: it was caught up while
+/// another went on) still catches a retry read right after its first copy:
+/// its dedup forgets by its own partition's progress, not the watermark's
+/// alone.
+#[test]
+fn a_partition_behind_the_watermark_still_catches_retries() {
+    let mut p = pipeline();
+    p.engine_mut().set_source_shard(ORDERS, 0);
+    p.engine_mut().set_source_shard(REFUNDS, 1);
+    p.assign(ORDERS, 0);
+    p.assign(REFUNDS, 0);
+    let mut alerts = Vec::new();
+    assert_eq!(p.ingest(REFUNDS, &ev("slow", 0, T0, false), 0), Fold::Folded);
+    p.caught_up(REFUNDS);
+    // The other partition runs ten minutes ahead: the watermark follows it.
+    for i in 0..600 {
+        assert_eq!(p.ingest(ORDERS, &ev("fast", i, T0 + i as i64 * 1_000, false), 0), Fold::Folded);
+    }
+    p.tick(0, &mut alerts);
+    assert!(p.engine().watermark().current().unwrap() > T0 + 5 * MINUTE);
+    // The slow partition goes on from where it was, and a producer retries.
+    for i in 1..50usize {
+        let e = ev("slow", i, T0 + i as i64 * 1_000, false);
+        assert_eq!(p.ingest(REFUNDS, &e, 0), Fold::Folded);
+        p.tick(0, &mut alerts);
+        assert_eq!(p.ingest(REFUNDS, &e, 0), Fold::Duplicate, "retry of slow-{i}");
+    }
+}

@@ -276,8 +276,23 @@ impl Engine {
     pub fn update_watermark(&mut self, proc_now: Millis) -> Option<Millis> {
         let wm = self.watermark.update(proc_now);
         if let Some(wm) = wm {
-            for d in self.dedups.iter_mut().flatten() {
-                d.expire(wm);
+            // Each shard's dedup forgets by its own sources' progress as well
+            // as the watermark's: the watermark can run ahead of a partition
+            // (one that went idle, caught up, or was restored at another
+            // process's watermark), and a retry read right after its first
+            // copy must still be caught there.
+            let mut clocks: Vec<Option<Millis>> = vec![None; self.dedups.len()];
+            for (id, max) in self.watermark.source_maxes() {
+                let shard = self.source_shards.get(id.0 as usize).copied().unwrap_or(0) as usize;
+                if let Some(c) = clocks.get_mut(shard) {
+                    let mine = max - self.cfg.allowed_lateness_ms;
+                    *c = Some(c.map_or(mine, |c| c.min(mine)));
+                }
+            }
+            for (d, clock) in self.dedups.iter_mut().zip(clocks) {
+                if let (Some(d), Some(clock)) = (d, clock) {
+                    d.expire(wm.min(clock));
+                }
             }
         }
         wm

@@ -107,6 +107,11 @@ impl WatermarkTracker {
         self.parts.get(id.0 as usize)?.as_ref()?.max_event
     }
 
+    /// Every assigned source that has read an event, with its newest event time.
+    pub fn source_maxes(&self) -> impl Iterator<Item = (SourceId, Millis)> + '_ {
+        self.parts.iter().enumerate().filter_map(|(i, p)| Some((SourceId(i as u32), p.as_ref()?.max_event?)))
+    }
+
     /// Newest event time seen on any partition.
     pub fn max_seen(&self) -> Option<Millis> {
         self.max_seen
