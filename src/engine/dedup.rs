@@ -4,7 +4,11 @@
 //! Ids are kept as 64-bit hashes in two generations of at most `capacity / 2`
 //! each. New ids go into the current generation. A generation is forgotten
 //! as soon as the watermark has passed its newest event time by the dedup
-//! horizon (default: the allowed lateness). The current generation becomes
+//! horizon (default: the allowed lateness). The engine passes each shard's
+//! dedup the lower of the watermark and the shard's own partitions' clock
+//! (`Engine::update_watermark`): the watermark can run ahead of a partition
+//! that was idle or caught up, and a retry read right after its first copy
+//! there must still be caught. The current generation becomes
 //! the previous one (the generations *rotate*) in two cases:
 //!
 //! * by time: once the previous one has been forgotten and the current one
