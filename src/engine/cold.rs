@@ -122,15 +122,20 @@ impl Cold {
 
     /// One ring per window, holding what this list holds.
     pub fn to_rings(&self, layout: &Layout) -> Box<[Ring]> {
-        (0..layout.steps.len())
-            .map(|w| {
-                let mut ring = Ring::new(layout.lens[w] as usize, layout.slack[w], self.head(layout, w));
-                for (b, f, v) in self.ring_cells(layout, w) {
-                    let _ = ring.add(b as i64, f, v);
-                }
-                ring
-            })
-            .collect()
+        let mut rings: Box<[Ring]> = (0..layout.steps.len())
+            .map(|w| Ring::new(layout.lens[w] as usize, layout.slack[w], self.head(layout, w)))
+            .collect();
+        self.add_into(layout, &mut rings);
+        rings
+    }
+
+    /// Adds what this list holds into `rings`, one per window.
+    pub fn add_into(&self, layout: &Layout, rings: &mut [Ring]) {
+        for (w, ring) in rings.iter_mut().enumerate() {
+            for (b, f, v) in self.ring_cells(layout, w) {
+                let _ = ring.add(b as i64, f, v);
+            }
+        }
     }
 
     /// Advances to the watermark `wm`, dropping what every window has

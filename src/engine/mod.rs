@@ -5,7 +5,10 @@
 //!
 //! * [`counts`]: the counters and what each event contributes (activity and
 //!   cohort basis).
-//! * [`window`]: sparse rings of time buckets, one per window.
+//! * [`window`]: sparse rings of time buckets, one per window; `cold`: one
+//!   list of cells for all windows of a small shop.
+//! * [`scope`]: a shop's or category's rings; `view`: reading them, and the
+//!   platform as the categories' sum.
 //! * [`watermark`]: per-partition event-time clocks and the combined watermark.
 //! * [`dedup`]: bounded memory of recent event ids.
 //!

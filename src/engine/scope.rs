@@ -301,11 +301,7 @@ impl ScopeState {
         other.warm(layout);
         other.flush(layout);
         if let Some(cold) = &self.cold {
-            for (w, ring) in other.rings.iter_mut().enumerate() {
-                for (b, f, v) in cold.ring_cells(layout, w) {
-                    let _ = ring.add(b as i64, f, v);
-                }
-            }
+            cold.add_into(layout, &mut other.rings);
         }
         for (mine, theirs) in self.rings.iter().zip(other.rings.iter_mut()) {
             mine.add_into(theirs);
