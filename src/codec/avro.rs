@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::direct::Program;
@@ -74,7 +75,8 @@ pub struct Writer {
 
 /// Writer schemas by id and the reader schema of each event kind.
 pub struct SchemaStore {
-    writers: HashMap<u32, Writer>,
+    /// By schema id; FxHash: a SipHash of the id was 6% of a record's decode.
+    writers: FxHashMap<u32, Writer>,
     /// Indexed by `EventKind as usize`: (schema id, schema).
     readers: Vec<(u32, Schema)>,
 }
@@ -122,7 +124,7 @@ impl SchemaStore {
         let ids_text = read("ids.toml").map_err(|cause| SchemaStoreError::Read { path: ids_path.clone(), cause })?;
         let ids: IdsFile = toml::from_str(&ids_text)
             .map_err(|e| SchemaStoreError::Ids { path: ids_path.clone(), message: e.to_string() })?;
-        let mut writers = HashMap::new();
+        let mut writers = FxHashMap::default();
         let mut readers: Vec<Option<(u32, Schema)>> = vec![None; EventKind::ALL.len()];
         for entry in ids.schema {
             let path = dir.join(&entry.file);

@@ -42,7 +42,10 @@ pub trait FieldSource {
 
     fn required_string(&self, name: &'static str) -> Result<&str, DecodeError> {
         let s = self.string(name)?;
-        if s.trim().is_empty() {
+        // An id that starts with a visible ASCII character is not blank:
+        // that settles nearly every id without `trim`'s char decoding.
+        let visible = s.as_bytes().first().is_some_and(|b| b.is_ascii_graphic());
+        if !visible && s.trim().is_empty() {
             return Err(DecodeError::EmptyField { field: name });
         }
         Ok(s)

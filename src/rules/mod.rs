@@ -22,7 +22,8 @@ mod notify;
 pub mod rule;
 pub mod stats;
 
-use std::collections::HashMap;
+use hashbrown::{Equivalent, HashMap};
+use rustc_hash::FxBuildHasher;
 
 pub use alert::{fingerprint, Alert, AlertStatus, Severity};
 pub use calendar::{Calendar, Phase, Verdict};
@@ -75,12 +76,24 @@ enum State {
     Firing { starts_at: Millis, last_breach: Millis },
 }
 
+/// (rule, key) of an active pair, borrowed: the key of a lookup, so that
+/// evaluating a key with nothing pending (nearly every evaluation) does not
+/// allocate a copy of it. Hashes as the owned `(usize, Box<str>)` does.
+#[derive(Hash)]
+struct KeyRef<'a>(usize, &'a str);
+
+impl Equivalent<(usize, Box<str>)> for KeyRef<'_> {
+    fn equivalent(&self, owned: &(usize, Box<str>)) -> bool {
+        self.0 == owned.0 && self.1 == &*owned.1
+    }
+}
+
 /// The rules in force and the lifecycle state of every pending or firing
 /// (rule, key). Inactive pairs are not stored.
 pub struct RuleSet {
     rules: Vec<RateRule>,
     calendar: Calendar,
-    active: HashMap<(usize, Box<str>), State>,
+    active: HashMap<(usize, Box<str>), State, FxBuildHasher>,
     /// Per rule: evaluations that breached but were muted by the calendar.
     muted: Vec<u64>,
 }
@@ -89,7 +102,7 @@ impl RuleSet {
     pub fn new(book: impl Into<RuleBook>) -> RuleSet {
         let book = book.into();
         let muted = vec![0; book.rules.len()];
-        RuleSet { rules: book.rules, calendar: book.calendar, active: HashMap::new(), muted }
+        RuleSet { rules: book.rules, calendar: book.calendar, active: HashMap::default(), muted }
     }
 
     pub fn rules(&self) -> &[RateRule] {
@@ -176,8 +189,9 @@ impl RuleSet {
         inputs: &Inputs<'_>,
         window_end: Millis,
     ) -> Option<Alert> {
-        let rule = &self.rules[r];
-        let (threshold, phase, muted) = match self.calendar.verdict(&rule.name, window_end) {
+        let RuleSet { rules, calendar, active, muted } = self;
+        let rule = &rules[r];
+        let (threshold, phase, is_muted) = match calendar.verdict(&rule.name, window_end) {
             Verdict::Normal { phase } => (rule.threshold, phase, false),
             Verdict::Muted { phase } => (rule.threshold, Some(phase), true),
             Verdict::Threshold { phase, threshold } => (threshold, Some(phase), false),
@@ -185,45 +199,51 @@ impl RuleSet {
         let mut eval = rule.evaluate(inputs, threshold);
         let confirm = rule.evaluate_confirm(inputs.confirm);
         let (for_ms, keep_ms) = (rule.for_ms, rule.keep_firing_for_ms);
-        let state_key = (r, Box::<str>::from(key));
-        let state = self.active.get(&state_key).copied();
+        let state_key = KeyRef(r, key);
+        let state = active.get(&state_key).copied();
         // Firing needs the long window too; staying firing only the short one.
         if !matches!(state, Some(State::Firing { .. })) {
             eval.breached &= confirm.is_none_or(|e| e.breached);
         }
-        if muted && eval.breached {
-            self.muted[r] += 1;
+        if is_muted && eval.breached {
+            muted[r] += 1;
             eval.breached = false;
         }
-        let phase = phase.map(str::to_string);
         let fire = State::Firing { starts_at: window_end, last_breach: window_end };
-        let alert = |set: &Self, starts_at, status| {
-            let n = notify::Notice { rule: &set.rules[r], key, category, eval: &eval, confirm: confirm.as_ref() };
-            n.alert(starts_at, window_end, status, phase.as_deref())
+        let alert = |starts_at, status| {
+            let n = notify::Notice { rule, key, category, eval: &eval, confirm: confirm.as_ref() };
+            n.alert(starts_at, window_end, status, phase)
+        };
+        // The key is copied only when a pair becomes active.
+        let mut set = |state: State| match active.get_mut(&state_key) {
+            Some(s) => *s = state,
+            None => {
+                active.insert((r, key.into()), state);
+            }
         };
         match (state, eval.breached) {
             (None, false) => None,
             (None, true) if for_ms > 0 => {
-                self.active.insert(state_key, State::Pending { since: window_end });
+                set(State::Pending { since: window_end });
                 None
             }
             (Some(State::Pending { since }), true) if window_end - since < for_ms => None,
             (None, true) | (Some(State::Pending { .. }), true) => {
-                self.active.insert(state_key, fire);
-                Some(alert(self, window_end, AlertStatus::Firing))
+                set(fire);
+                Some(alert(window_end, AlertStatus::Firing))
             }
             (Some(State::Pending { .. }), false) => {
-                self.active.remove(&state_key);
+                active.remove(&state_key);
                 None
             }
             (Some(State::Firing { starts_at, .. }), true) => {
-                self.active.insert(state_key, State::Firing { starts_at, last_breach: window_end });
+                set(State::Firing { starts_at, last_breach: window_end });
                 None
             }
             (Some(State::Firing { last_breach, .. }), false) if window_end - last_breach < keep_ms => None,
             (Some(State::Firing { starts_at, .. }), false) => {
-                self.active.remove(&state_key);
-                Some(alert(self, starts_at, AlertStatus::Resolved))
+                active.remove(&state_key);
+                Some(alert(starts_at, AlertStatus::Resolved))
             }
         }
     }
