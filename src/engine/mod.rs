@@ -344,9 +344,8 @@ impl Engine {
     /// Approximate heap bytes of all shop state (keys, maps and rings).
     pub fn shop_heap_bytes(&self) -> usize {
         let entry = std::mem::size_of::<(shops::Key, ShopState)>() + 1;
-        // An `Arc<str>` holds two counts before the id.
-        let key = |k: &str| k.len() + 2 * std::mem::size_of::<usize>();
-        self.shops.capacity() * entry + self.shops.iter().map(|(k, s)| key(k) + s.scope.heap_bytes()).sum::<usize>()
+        self.shops.capacity() * entry
+            + self.shops.entries().map(|(k, s)| k.heap_bytes() + s.scope.heap_bytes()).sum::<usize>()
     }
 
     /// Folds one event read from `source` at processing time `proc_now`.

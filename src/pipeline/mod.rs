@@ -398,6 +398,7 @@ impl Pipeline {
             let track_seen = rules.active_count() > 0;
             let step_ms = windows[w].step_ms;
             let mut visited = 0;
+            let mut read = Read::default();
             // Only the shops folded into since this window last read their
             // newest bucket: its rules read nothing else new.
             let left = self.engine.drain_round(w, budget, |shop_id, category, shop, cat, newest| {
@@ -409,7 +410,7 @@ impl Pipeline {
                     }
                     for k in from..=end {
                         let rule = &rules.rules()[r];
-                        let read = Read::at(rule, shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
+                        read.read_at(rule, shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
                         let end_ms = (k + 1) * step_ms;
                         if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
                             out.push(a);
