@@ -3,7 +3,8 @@
 //! * [`wire`]: the Confluent framing (magic byte 0, 4-byte big-endian schema id).
 //! * [`avro`]: the schema store (local schema directory) and the Avro body codec.
 //! * [`direct`]: Avro bodies decoded straight into events by a reader compiled
-//!   from each writer schema (the hot path; apache-avro's `Value` path is the reference).
+//!   from each writer schema (the hot path; apache-avro's `Value` path is the reference);
+//!   `reader` reads its bytes (varints, strings, symbols, unions).
 //! * [`fields`]: record fields -> [`Event`], shared by both decoders.
 //! * [`json`]: the JSON mapping used by replay files (NDJSON).
 //!
@@ -15,6 +16,7 @@ pub mod avro;
 pub mod direct;
 pub mod fields;
 pub mod json;
+mod reader;
 pub mod registry;
 pub mod wire;
 
