@@ -179,7 +179,7 @@ impl ShopMap {
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &ShopState)> {
-        self.tables.iter().flat_map(|t| t.iter().map(|e| (&*e.0, &e.1)))
+        self.entries().map(|(k, s)| (&**k, s))
     }
 
     pub(super) fn entries(&self) -> impl Iterator<Item = (&Key, &ShopState)> {

@@ -453,9 +453,10 @@ impl Pipeline {
             let shop = self.engine.shop(&shop_id);
             let category = self.engine.shop_category(&shop_id).unwrap_or_default().to_string();
             let cat = self.engine.category(&category);
+            let mut read = Read::default();
             for k in round.from..=round.end {
                 let rule = &self.rules.rules()[r];
-                let read = Read::at(rule, &shop_id, shop, cat, (&self.windows, &self.phase_baselines), k);
+                read.read_at(rule, &shop_id, shop, cat, (&self.windows, &self.phase_baselines), k);
                 let end_ms = (k + 1) * self.windows[w].step_ms;
                 if let Some(a) = self.rules.evaluate(r, &shop_id, &category, &read.inputs(), end_ms) {
                     out.push(a);

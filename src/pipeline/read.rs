@@ -20,23 +20,10 @@ pub(super) struct Read {
 }
 
 impl Read {
-    /// `key`: the shop (for phase baselines); `category`: its category's view.
-    pub fn at(
-        rule: &RateRule,
-        key: &str,
-        view: Option<ScopeView<'_>>,
-        category: Option<ScopeView<'_>>,
-        ctx: (&[WindowSpec], &PhaseBaselines),
-        k: i64,
-    ) -> Read {
-        let mut read = Read::default();
-        read.read_at(rule, key, view, category, ctx, k);
-        read
-    }
-
-    /// [`Read::at`] into this read, whatever it held: the shop rounds
-    /// reuse one read for every shop they visit, where a fresh one per
-    /// visit cost three copies of its counters (a tenth of the hot path).
+    /// Reads into this read, whatever it held. `key`: the shop (for phase
+    /// baselines); `category`: its category's view. The shop rounds reuse
+    /// one read for every shop they visit, where a fresh one per visit cost
+    /// three copies of its counters (a tenth of the hot path).
     pub fn read_at(
         &mut self,
         rule: &RateRule,

@@ -58,7 +58,8 @@ impl Pipeline {
             for k in from..=end {
                 let end_ms = (k + 1) * windows[w].step_ms;
                 for (name, view) in &targets {
-                    let read = Read::at(&rules.rules()[r], name, Some(*view), None, (windows, phase_baselines), k);
+                    let mut read = Read::default();
+                    read.read_at(&rules.rules()[r], name, Some(*view), None, (windows, phase_baselines), k);
                     if let Some(share) = self.scope_share.as_mut() {
                         let rule = &rules.rules()[r];
                         let (rule, key) = (rule.name.as_str().into(), (*name).into());
