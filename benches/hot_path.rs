@@ -65,6 +65,11 @@ fn hot_path(c: &mut Criterion) {
                 let mut buf = Event::buffer();
                 let start = Instant::now();
                 for (i, r) in records.iter().enumerate() {
+                    // As the worker does: the fold's first lookups start
+                    // loading before the decode.
+                    if let Some((event_id, shop_id)) = codec::peek_ids(&store, r) {
+                        p.engine().prefetch(SourceId(0), shop_id, event_id);
+                    }
                     if codec::decode_into(&store, r, &mut buf).is_ok() {
                         p.ingest(SourceId(0), &buf, 0);
                     }

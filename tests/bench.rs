@@ -74,7 +74,12 @@ fn a_workload_too_big_for_the_in_process_cluster_is_refused() {
     assert!(bench::broker::fits_in_process(&w.records, 8).is_ok());
     // Each partition may hold only a few records: the busiest shop alone does not fit.
     let many: Vec<bench::Record> = (0..100_001)
-        .map(|i| bench::Record { kind: w.records[0].kind, source: 0, key: "shop-1".into(), bytes: vec![i as u8] })
+        .map(|i| bench::Record {
+            kind: w.records[0].kind,
+            source: 0,
+            key: "shop-1".into(),
+            bytes: vec![i as u8].into(),
+        })
         .collect();
     let err = bench::broker::fits_in_process(&many, 64).unwrap_err().to_string();
     assert!(err.contains("--brokers") && err.contains("100000"), "{err}");
@@ -93,7 +98,7 @@ async fn records_the_in_process_cluster_dropped_are_reported_not_waited_for() {
             kind: w.records[0].kind,
             source: 0,
             key: "shop-1".into(),
-            bytes: vec![i as u8; 100_000],
+            bytes: vec![i as u8; 100_000].into(),
         })
         .collect();
     assert!(bench::broker::fits_in_process(&big, 1).is_ok(), "the estimate counts records only");
@@ -151,7 +156,7 @@ fn interleaving_keeps_every_record_and_each_shops_order() {
             kind: r.kind,
             source: 0,
             key: r.key.clone(),
-            bytes: (i as u64).to_le_bytes().to_vec(),
+            bytes: (i as u64).to_le_bytes().to_vec().into(),
         })
         .collect();
     let n = tagged.len();
@@ -169,4 +174,21 @@ fn interleaving_keeps_every_record_and_each_shops_order() {
             assert!(prev < index(r), "a shop's records stay in order");
         }
     }
+}
+
+/// The workload's records sit back to back in one buffer, in the order a run
+/// reads them (as in a fetched batch), and `pack` keeps every record's bytes
+/// when it lays them out again in a new order.
+#[test]
+fn records_are_packed_back_to_back_in_read_order() {
+    let store = SchemaStore::embedded();
+    let w = bench::build(&Workload::Generator { traffic: traffic(100, 1), every_shop: false }, &store).unwrap();
+    let adjacent = |rs: &[bench::Record]| {
+        rs.windows(2).all(|p| p[0].bytes.as_ptr().wrapping_add(p[0].bytes.len()) == p[1].bytes.as_ptr())
+    };
+    assert!(w.records.len() > 10 && adjacent(&w.records));
+    let want: Vec<Vec<u8>> = w.records.iter().rev().map(|r| r.bytes.to_vec()).collect();
+    let packed = bench::pack(w.records.into_iter().rev().collect());
+    assert!(adjacent(&packed));
+    assert_eq!(packed.iter().map(|r| r.bytes.to_vec()).collect::<Vec<_>>(), want);
 }

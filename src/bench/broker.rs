@@ -266,7 +266,7 @@ fn produce(cfg: &Config, records: &[Record], topic: &dyn Fn(EventKind) -> String
         .map_err(kafka("cannot create the producer"))?;
     let names: Vec<String> = EventKind::ALL.iter().map(|k| topic(*k)).collect();
     for r in records {
-        let mut record = BaseRecord::to(&names[r.kind as usize]).key(r.key.as_bytes()).payload(&r.bytes);
+        let mut record = BaseRecord::to(&names[r.kind as usize]).key(r.key.as_bytes()).payload(&r.bytes[..]);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

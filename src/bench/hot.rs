@@ -62,9 +62,14 @@ fn new_pipeline(cfg: &Config, records: &[Record]) -> Pipeline {
 }
 
 /// Decodes one record into `buf` (as the worker does) and folds it; false
-/// when it does not decode.
+/// when it does not decode. As the worker does, what the fold will look up
+/// first (the shop, the event id's dedup slots) starts loading into the
+/// cache before the decode.
 #[inline]
 fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, buf: &mut Event, proc_now: i64) -> bool {
+    if let Some((event_id, shop_id)) = codec::peek_ids(store, &r.bytes) {
+        p.engine().prefetch(SourceId(r.source), shop_id, event_id);
+    }
     match codec::decode_into(store, &r.bytes, buf) {
         Ok(()) => {
             p.ingest(SourceId(r.source), buf, proc_now);

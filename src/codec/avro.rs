@@ -205,6 +205,14 @@ impl SchemaStore {
         self.decode_with_into(writer, schema_id, body, out)
     }
 
+    /// The event id's and shop id's bytes of a body written with
+    /// `schema_id`, read ahead of decoding it (see [`Program::ids`]); `None`
+    /// when the schema is unknown or takes apache-avro's path.
+    #[inline]
+    pub fn peek_ids<'a>(&'a self, schema_id: u32, body: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        self.writers.get(&schema_id)?.program.as_ref()?.ids(body)
+    }
+
     /// The id of the current (reader) schema of `kind`.
     pub fn reader_id(&self, kind: EventKind) -> u32 {
         self.readers[kind as usize].0

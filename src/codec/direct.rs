@@ -88,6 +88,9 @@ struct Step {
 pub struct Program {
     kind: EventKind,
     steps: Vec<Step>,
+    /// The steps that read `event_id` and `shop_id`, when both are plain
+    /// strings (see [`Program::ids`]).
+    id_steps: Option<(usize, usize)>,
     /// Reader fields the writer lacks, with their defaults.
     defaults: Vec<(usize, Default)>,
 }
@@ -202,7 +205,31 @@ impl Program {
             };
             defaults.push((slot, default));
         }
-        Some(Program { kind, steps, defaults })
+        let step_of = |slot| steps.iter().position(|s: &Step| s.slot == Some(slot) && matches!(s.op, Op::Str));
+        let id_steps = step_of(0).zip(step_of(1));
+        Some(Program { kind, steps, id_steps, defaults })
+    }
+
+    /// The bytes of a record's event id and shop id, read without decoding
+    /// the rest (only the fields written before them are stepped over), so
+    /// the caller can start loading what folding the record touches while
+    /// it decodes: see `Engine::prefetch`. Not checked as UTF-8, nor the
+    /// record as a whole; `None` when they cannot be read this way.
+    #[inline]
+    pub fn ids<'a>(&'a self, body: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let (event_at, shop_at) = self.id_steps?;
+        let mut r = Reader { buf: body, pos: 0 };
+        let (mut event_id, mut shop_id) = (None, None);
+        for (i, step) in self.steps[..=event_at.max(shop_at)].iter().enumerate() {
+            if i == event_at {
+                event_id = Some(r.bytes().ok()?);
+            } else if i == shop_at {
+                shop_id = Some(r.bytes().ok()?);
+            } else {
+                r.skip(&step.op).ok()?;
+            }
+        }
+        event_id.zip(shop_id)
     }
 
     /// Decodes one record body (no framing).

@@ -105,6 +105,16 @@ pub fn decode_into(store: &SchemaStore, bytes: &[u8], out: &mut Event) -> Result
     store.decode_body_into(schema_id, body, out)
 }
 
+/// The event id's and shop id's bytes of a Confluent-framed Avro record,
+/// read without decoding it: the hot path passes them to
+/// `Engine::prefetch` before it decodes. Not validated (the decode does
+/// that); `None` when they cannot be read ahead.
+#[inline]
+pub fn peek_ids<'a>(store: &'a SchemaStore, bytes: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let (schema_id, body) = wire::split(bytes).ok()?;
+    store.peek_ids(schema_id, body)
+}
+
 /// Encodes an event with the store's current (reader) schema for its kind,
 /// Confluent-framed. Used by the generator, tests and benches.
 pub fn encode(store: &SchemaStore, event: &Event) -> Result<Vec<u8>, DecodeError> {

@@ -108,6 +108,26 @@ impl<'a> Reader<'a> {
         utf8(self.take(n)?)
     }
 
+    /// A length-prefixed run of bytes (a string not checked as UTF-8).
+    #[inline(always)]
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    /// Steps over one value of `op` (strings not checked as UTF-8).
+    #[inline]
+    pub(super) fn skip<'p>(&mut self, op: &'p Op) -> Result<(), &'static str>
+    where
+        'p: 'a,
+    {
+        match op {
+            Op::Str | Op::Bytes => self.bytes().map(drop),
+            Op::Long => self.long().map(drop),
+            other => self.read(other).map(drop),
+        }
+    }
+
     /// An enum symbol, by its index in the writer's `symbols`.
     #[inline(always)]
     fn symbol<'p>(&mut self, symbols: &'p [String]) -> Result<&'a str, &'static str>

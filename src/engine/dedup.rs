@@ -23,8 +23,8 @@
 //!
 //! So:
 //!
-//! * memory is bounded: at most `capacity` ids, about 16-20 bytes each in the
-//!   hash tables (1,000,000 ids, about 20 MB, by default);
+//! * memory is bounded: at most `capacity` ids, 8-16 bytes each in the
+//!   tables (at most half full; 1,000,000 ids, at most 16 MB, by default);
 //! * an id is remembered until the horizon passes it, or for at least the
 //!   next `capacity / 2` new ids, whichever comes first; when capacity rather
 //!   than the horizon forgets ids, [`Dedup::evicted`] counts them, so an
@@ -32,12 +32,12 @@
 //!   forgets nothing: it only happens once the previous generation is gone.
 //!
 //! Rotating generations instead of evicting one id at a time keeps each event
-//! to two table probes, with no per-id queue: the generations are
-//! `hashbrown` tables of the 64-bit hashes themselves (no second hashing),
-//! and a new id is written into the slot its probe of the current generation
-//! found, so the insert does not probe again. A table cleared after holding
-//! far fewer ids than it has room for is shrunk, so that a burst does not
-//! leave every later probe spread over a table sized for the burst.
+//! to two table probes, with no per-id queue: the generations are flat sets
+//! of the 64-bit hashes themselves (`idset.rs`: no second hashing, one cache
+//! line a probe, which [`Dedup::prefetch`] can start loading ahead of the
+//! fold). A table cleared after holding far fewer ids than it has room for
+//! is shrunk, so that a burst does not leave every later probe spread over a
+//! table sized for the burst.
 //!
 //! A 64-bit hash collision would drop a distinct event as a duplicate; with a
 //! million ids held the chance per event is about 5e-14.
@@ -46,17 +46,16 @@ use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::FxBuildHasher;
 
-use hashbrown::hash_table::{Entry, HashTable};
-
+use super::idset::IdSet;
 use crate::event::Millis;
 
 #[derive(Debug)]
 pub struct Dedup {
     horizon_ms: i64,
     half: usize,
-    current: HashTable<u64>,
+    current: IdSet,
     current_newest: Millis,
-    previous: HashTable<u64>,
+    previous: IdSet,
     previous_newest: Millis,
     last_watermark: Option<Millis>,
     /// The watermark when the current generation opened (`None`: before the first).
@@ -64,27 +63,28 @@ pub struct Dedup {
     evicted: u64,
 }
 
-/// Slots a new generation starts with; tables grow from here as ids come.
-const START_SLOTS: usize = 4_096;
+/// Ids a new generation has room for; tables grow from here as ids come.
+const START_IDS: usize = 4_096;
 
 /// A 64-bit hash of an event id, stable across processes and builds:
 /// checkpoints carry these hashes, and a restored process must recognise
 /// the retries of ids its predecessor folded.
+#[inline]
 pub fn id_hash(event_id: &str) -> u64 {
+    id_hash_bytes(event_id.as_bytes())
+}
+
+/// [`id_hash`] of an id's bytes.
+#[inline]
+pub fn id_hash_bytes(event_id: &[u8]) -> u64 {
     // Two passes with different seeds folded together: FxHash alone is weak
     // on similar strings.
     let mut a = FxBuildHasher.build_hasher();
-    a.write(event_id.as_bytes());
+    a.write(event_id);
     let mut b = FxBuildHasher.build_hasher();
     b.write_u64(0x9e37_79b9_7f4a_7c15);
-    b.write(event_id.as_bytes());
+    b.write(event_id);
     a.finish() ^ b.finish().rotate_left(32)
-}
-
-/// The hash a table uses for a stored id: the id is already a hash.
-#[inline]
-fn slot_hash(h: &u64) -> u64 {
-    *h
 }
 
 impl Dedup {
@@ -93,7 +93,7 @@ impl Dedup {
         // Small at first: a table much larger than what it holds spreads every
         // probe over memory the cache does not hold. Later generations start
         // at the size the one before them reached.
-        let table = || HashTable::with_capacity(half.min(START_SLOTS));
+        let table = || IdSet::with_capacity(half.min(START_IDS));
         Dedup {
             horizon_ms,
             half,
@@ -107,6 +107,15 @@ impl Dedup {
         }
     }
 
+    /// Starts loading the slots where `event_id`'s probes begin into the
+    /// cache (both generations); a hint that changes nothing.
+    #[inline]
+    pub fn prefetch(&self, event_id: &[u8]) {
+        let h = id_hash_bytes(event_id);
+        self.current.prefetch(h);
+        self.previous.prefetch(h);
+    }
+
     /// Records `event_id`; false when it was already seen.
     #[inline]
     pub fn first_time(&mut self, event_id: &str, event_time: Millis) -> bool {
@@ -114,11 +123,9 @@ impl Dedup {
         if self.current.len() >= self.half {
             self.rotate();
         }
-        let Entry::Vacant(slot) = self.current.entry(h, |&x| x == h, slot_hash) else { return false };
-        if self.previous.find(h, |&x| x == h).is_some() {
+        if self.previous.contains(h) || !self.current.insert(h) {
             return false;
         }
-        slot.insert(h);
         self.current_newest = self.current_newest.max(event_time);
         true
     }
@@ -131,7 +138,7 @@ impl Dedup {
         std::mem::swap(&mut self.current, &mut self.previous);
         self.previous_newest = self.current_newest;
         if !self.current.is_empty() {
-            forget(&mut self.current);
+            self.current.forget();
         }
         self.current_newest = Millis::MIN;
         self.opened_at = self.last_watermark;
@@ -143,10 +150,10 @@ impl Dedup {
         self.last_watermark = Some(watermark);
         let limit = watermark - self.horizon_ms;
         if self.previous_newest < limit && !self.previous.is_empty() {
-            forget(&mut self.previous);
+            self.previous.forget();
         }
         if self.current_newest < limit && !self.current.is_empty() {
-            forget(&mut self.current);
+            self.current.forget();
         }
         let opened = *self.opened_at.get_or_insert(watermark);
         if self.previous.is_empty() && !self.current.is_empty() && watermark.saturating_sub(opened) >= self.horizon_ms {
@@ -169,15 +176,6 @@ impl Dedup {
     }
 }
 
-/// Empties `table`, shrinking it when it held far fewer ids than it has room for.
-fn forget(table: &mut HashTable<u64>) {
-    let held = table.len();
-    table.clear();
-    if table.capacity() > 4 * held.max(START_SLOTS) {
-        table.shrink_to(held.max(START_SLOTS), slot_hash);
-    }
-}
-
 /// A [`Dedup`] as written to a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DedupSnapshot {
@@ -192,9 +190,9 @@ pub struct DedupSnapshot {
 impl Dedup {
     pub fn snapshot(&self) -> DedupSnapshot {
         DedupSnapshot {
-            current: self.current.iter().copied().collect(),
+            current: self.current.iter().collect(),
             current_newest: self.current_newest,
-            previous: self.previous.iter().copied().collect(),
+            previous: self.previous.iter().collect(),
             previous_newest: self.previous_newest,
             last_watermark: self.last_watermark,
             evicted: self.evicted,
@@ -207,9 +205,7 @@ impl Dedup {
         let mut d = Dedup::new(horizon_ms, capacity);
         for (table, ids) in [(&mut d.current, s.current), (&mut d.previous, s.previous)] {
             for h in ids {
-                if let Entry::Vacant(slot) = table.entry(h, |&x| x == h, slot_hash) {
-                    slot.insert(h);
-                }
+                table.insert(h);
             }
         }
         d.current_newest = s.current_newest;

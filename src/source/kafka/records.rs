@@ -1,5 +1,6 @@
 //! One record through the worker: its partition's bookkeeping (offset gaps,
-//! catch-up), decoding into the worker's reused event buffer (the schema
+//! catch-up), prefetching the state its fold looks up first, decoding into
+//! the worker's reused event buffer (the schema
 //! registry for ids the local store lacks), folding, dead letters for what
 //! does not decode or count, and storing offsets once per poll batch.
 
@@ -60,6 +61,11 @@ impl Worker<'_> {
             _ => unreachable!("registered above"),
         };
         let payload = msg.payload().unwrap_or(&[]);
+        // What the fold looks up first starts loading into the cache now,
+        // while the record decodes (see `Engine::prefetch`).
+        if let Some((event_id, shop_id)) = codec::peek_ids(self.store, payload) {
+            self.pipeline.engine().prefetch(source, shop_id, event_id);
+        }
         let mut event = std::mem::replace(&mut self.event, crate::event::Event::buffer());
         let decoded = self.decode_into(payload, &mut event);
         self.handle_decoded(msg, source, &event, decoded, counters);
