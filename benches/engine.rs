@@ -1,6 +1,7 @@
 //! Criterion benches of the window engine: folding pre-decoded events (hot
 //! shops, and spread over 1M shops; `_live`: the watermark moving as in the
-//! pipeline) and reading every window of one shop.
+//! pipeline; `_prefetch`: each event's shop and dedup slots prefetched a few
+//! events ahead, as the pipeline does) and reading every window of one shop.
 //! Run: `cargo bench --bench engine`.
 
 mod common;
@@ -34,6 +35,29 @@ fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     engine
 }
 
+/// [`fold_live`] as the pipeline folds over many shops: the event
+/// [`PREFETCH_AHEAD`] places ahead has its shop and dedup slots prefetched
+/// (`Engine::prefetch`; the pipeline prefetches a record's before decoding
+/// it).
+fn fold_live_prefetch(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
+    let mut engine = Engine::new(cfg.clone());
+    engine.watermark_mut().assign(SourceId(0), 0);
+    for chunk in events.chunks(common::TICK_EVERY) {
+        for (i, e) in chunk.iter().enumerate() {
+            if let Some(next) = chunk.get(i + PREFETCH_AHEAD) {
+                engine.prefetch(SourceId(0), next.shop_id.as_bytes(), next.event_id.as_bytes());
+            }
+            black_box(engine.fold(SourceId(0), e, 0));
+        }
+        engine.update_watermark(0);
+    }
+    engine
+}
+
+/// Events between a prefetch and the fold that uses it (a fold over 1M shops
+/// is a few hundred ns; a load from memory about 100).
+const PREFETCH_AHEAD: usize = 4;
+
 fn fold(c: &mut Criterion) {
     let cfg = common::config();
     let mut g = c.benchmark_group("fold");
@@ -55,6 +79,9 @@ fn fold(c: &mut Criterion) {
     g.bench_function("zipf_1m_shops", |b| b.iter_batched(|| (), |_| fold_all(&cfg, &spread), BatchSize::PerIteration));
     g.bench_function("zipf_1m_shops_live", |b| {
         b.iter_batched(|| (), |_| fold_live(&cfg, &spread), BatchSize::PerIteration)
+    });
+    g.bench_function("zipf_1m_shops_live_prefetch", |b| {
+        b.iter_batched(|| (), |_| fold_live_prefetch(&cfg, &spread), BatchSize::PerIteration)
     });
     g.finish();
 }
