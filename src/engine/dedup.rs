@@ -23,8 +23,8 @@
 //!
 //! So:
 //!
-//! * memory is bounded: at most `capacity` ids, 8-16 bytes each in the
-//!   tables (at most half full; 1,000,000 ids, at most 16 MB, by default);
+//! * memory is bounded: at most `capacity` ids, about 16-20 bytes each in the
+//!   hash tables (1,000,000 ids, about 20 MB, by default);
 //! * an id is remembered until the horizon passes it, or for at least the
 //!   next `capacity / 2` new ids, whichever comes first; when capacity rather
 //!   than the horizon forgets ids, [`Dedup::evicted`] counts them, so an
@@ -32,12 +32,15 @@
 //!   forgets nothing: it only happens once the previous generation is gone.
 //!
 //! Rotating generations instead of evicting one id at a time keeps each event
-//! to two table probes, with no per-id queue: the generations are flat sets
-//! of the 64-bit hashes themselves (`idset.rs`: no second hashing, one cache
-//! line a probe, which [`Dedup::prefetch`] can start loading ahead of the
-//! fold). A table cleared after holding far fewer ids than it has room for
-//! is shrunk, so that a burst does not leave every later probe spread over a
-//! table sized for the burst.
+//! to two table probes, with no per-id queue: the generations are
+//! `hashbrown` tables of the 64-bit hashes themselves (no second hashing),
+//! and a new id is written into the slot its probe of the current generation
+//! found, so the insert does not probe again. Ids are random, so over many
+//! ids each probe misses the cache; [`Dedup::prefetch`] starts loading both
+//! generations' probe groups (control bytes and ids, `prefetch.rs`) while
+//! the record decodes. A table cleared after holding
+//! far fewer ids than it has room for is shrunk, so that a burst does not
+//! leave every later probe spread over a table sized for the burst.
 //!
 //! A 64-bit hash collision would drop a distinct event as a duplicate; with a
 //! million ids held the chance per event is about 5e-14.
@@ -46,16 +49,21 @@ use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::FxBuildHasher;
 
-use super::idset::IdSet;
+use hashbrown::hash_table::{Entry, HashTable};
+
+use super::prefetch::Probe;
 use crate::event::Millis;
 
 #[derive(Debug)]
 pub struct Dedup {
     horizon_ms: i64,
     half: usize,
-    current: IdSet,
+    current: HashTable<u64>,
+    /// Where the current generation's probes start (for [`Dedup::prefetch`]).
+    current_probe: Probe,
     current_newest: Millis,
-    previous: IdSet,
+    previous: HashTable<u64>,
+    previous_probe: Probe,
     previous_newest: Millis,
     last_watermark: Option<Millis>,
     /// The watermark when the current generation opened (`None`: before the first).
@@ -63,8 +71,8 @@ pub struct Dedup {
     evicted: u64,
 }
 
-/// Ids a new generation has room for; tables grow from here as ids come.
-const START_IDS: usize = 4_096;
+/// Slots a new generation starts with; tables grow from here as ids come.
+const START_SLOTS: usize = 4_096;
 
 /// A 64-bit hash of an event id, stable across processes and builds:
 /// checkpoints carry these hashes, and a restored process must recognise
@@ -87,19 +95,27 @@ pub fn id_hash_bytes(event_id: &[u8]) -> u64 {
     a.finish() ^ b.finish().rotate_left(32)
 }
 
+/// The hash a table uses for a stored id: the id is already a hash.
+#[inline]
+fn slot_hash(h: &u64) -> u64 {
+    *h
+}
+
 impl Dedup {
     pub fn new(horizon_ms: i64, capacity: usize) -> Dedup {
         let half = (capacity / 2).max(1);
         // Small at first: a table much larger than what it holds spreads every
         // probe over memory the cache does not hold. Later generations start
         // at the size the one before them reached.
-        let table = || IdSet::with_capacity(half.min(START_IDS));
+        let table = || HashTable::with_capacity(half.min(START_SLOTS));
         Dedup {
             horizon_ms,
             half,
             current: table(),
+            current_probe: Probe::default(),
             current_newest: Millis::MIN,
             previous: table(),
+            previous_probe: Probe::default(),
             previous_newest: Millis::MIN,
             last_watermark: None,
             opened_at: None,
@@ -107,13 +123,14 @@ impl Dedup {
         }
     }
 
-    /// Starts loading the slots where `event_id`'s probes begin into the
-    /// cache (both generations); a hint that changes nothing.
+    /// Starts loading what [`Dedup::first_time`] of `event_id` reads (both
+    /// generations' probe groups) into the cache; a hint that changes
+    /// nothing.
     #[inline]
     pub fn prefetch(&self, event_id: &[u8]) {
         let h = id_hash_bytes(event_id);
-        self.current.prefetch(h);
-        self.previous.prefetch(h);
+        self.current_probe.prefetch_group::<u64>(h);
+        self.previous_probe.prefetch_group::<u64>(h);
     }
 
     /// Records `event_id`; false when it was already seen.
@@ -123,9 +140,13 @@ impl Dedup {
         if self.current.len() >= self.half {
             self.rotate();
         }
-        if self.previous.contains(h) || !self.current.insert(h) {
+        let Entry::Vacant(slot) = self.current.entry(h, |&x| x == h, slot_hash) else { return false };
+        if self.previous.find(h, |&x| x == h).is_some() {
             return false;
         }
+        let index = slot.insert(h).bucket_index();
+        // The insert may have moved the table.
+        self.current_probe = Probe::learn(&self.current, index);
         self.current_newest = self.current_newest.max(event_time);
         true
     }
@@ -136,10 +157,12 @@ impl Dedup {
             self.evicted += self.previous.len() as u64;
         }
         std::mem::swap(&mut self.current, &mut self.previous);
+        std::mem::swap(&mut self.current_probe, &mut self.previous_probe);
         self.previous_newest = self.current_newest;
         if !self.current.is_empty() {
-            self.current.forget();
+            forget(&mut self.current);
         }
+        self.current_probe = Probe::default();
         self.current_newest = Millis::MIN;
         self.opened_at = self.last_watermark;
     }
@@ -150,10 +173,12 @@ impl Dedup {
         self.last_watermark = Some(watermark);
         let limit = watermark - self.horizon_ms;
         if self.previous_newest < limit && !self.previous.is_empty() {
-            self.previous.forget();
+            forget(&mut self.previous);
+            self.previous_probe = Probe::default();
         }
         if self.current_newest < limit && !self.current.is_empty() {
-            self.current.forget();
+            forget(&mut self.current);
+            self.current_probe = Probe::default();
         }
         let opened = *self.opened_at.get_or_insert(watermark);
         if self.previous.is_empty() && !self.current.is_empty() && watermark.saturating_sub(opened) >= self.horizon_ms {
@@ -176,6 +201,15 @@ impl Dedup {
     }
 }
 
+/// Empties `table`, shrinking it when it held far fewer ids than it has room for.
+fn forget(table: &mut HashTable<u64>) {
+    let held = table.len();
+    table.clear();
+    if table.capacity() > 4 * held.max(START_SLOTS) {
+        table.shrink_to(held.max(START_SLOTS), slot_hash);
+    }
+}
+
 /// A [`Dedup`] as written to a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DedupSnapshot {
@@ -190,9 +224,9 @@ pub struct DedupSnapshot {
 impl Dedup {
     pub fn snapshot(&self) -> DedupSnapshot {
         DedupSnapshot {
-            current: self.current.iter().collect(),
+            current: self.current.iter().copied().collect(),
             current_newest: self.current_newest,
-            previous: self.previous.iter().collect(),
+            previous: self.previous.iter().copied().collect(),
             previous_newest: self.previous_newest,
             last_watermark: self.last_watermark,
             evicted: self.evicted,
@@ -205,9 +239,13 @@ impl Dedup {
         let mut d = Dedup::new(horizon_ms, capacity);
         for (table, ids) in [(&mut d.current, s.current), (&mut d.previous, s.previous)] {
             for h in ids {
-                table.insert(h);
+                if let Entry::Vacant(slot) = table.entry(h, |&x| x == h, slot_hash) {
+                    slot.insert(h);
+                }
             }
         }
+        d.current_probe = Probe::of(&d.current);
+        d.previous_probe = Probe::of(&d.previous);
         d.current_newest = s.current_newest;
         d.previous_newest = s.previous_newest;
         d.last_watermark = s.last_watermark;
@@ -299,6 +337,34 @@ mod tests {
                 proptest::prop_assert!(d.len() <= capacity.max(2));
             }
         }
+    }
+
+    /// The layout `Probe` relies on holds for the id tables, and the probes
+    /// follow the tables through growth, rotation and restore.
+    #[test]
+    fn probes_follow_the_generations() {
+        let mut d = Dedup::new(1_000, 100_000);
+        let check = |d: &Dedup| {
+            for (table, probe) in [(&d.current, d.current_probe), (&d.previous, d.previous_probe)] {
+                assert!(table.is_empty() || probe.is_known());
+                for i in table.iter_buckets() {
+                    assert_eq!(Probe::learn(table, i), probe, "bucket {i}");
+                }
+            }
+        };
+        for i in 0..120_000 {
+            assert!(d.first_time(&format!("id-{i}"), i));
+            d.prefetch(format!("id-{}", i + 1).as_bytes());
+            if i % 30_000 == 0 {
+                check(&d);
+            }
+        }
+        check(&d);
+        let r = Dedup::restore(1_000, 100_000, d.snapshot());
+        check(&r);
+        d.expire(200_000);
+        check(&d);
+        assert!(d.is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
+use super::prefetch::{prefetch_lines, Probe};
 use super::ShopState;
 
 const SHARDS: usize = 64;
@@ -119,40 +120,6 @@ pub(super) struct ShopMap {
     len: usize,
 }
 
-/// Where a table's control bytes are and its bucket mask, so that the
-/// control bytes a lookup of hash `h` reads first (`ctrl + (h & mask)`,
-/// hashbrown's probe start) can be prefetched without reading anything.
-/// hashbrown does not expose its control bytes; their address follows from
-/// its layout (entries stored downwards from the control bytes: the entry in
-/// bucket `i` ends `i * size` bytes below them), learned from an entry's
-/// address and bucket index after every insert, which is when a table can
-/// move. Only ever used as a prefetch address: were the layout to change,
-/// prefetches would go astray (a slowdown, never a wrong answer; the
-/// `probes_follow_the_tables` test checks the layout holds).
-#[derive(Clone, Copy, Default)]
-struct Probe {
-    ctrl: usize,
-    mask: usize,
-}
-
-impl Probe {
-    /// The probe start of `table`, from its entry in bucket `index`.
-    fn learn(table: &HashTable<Entry>, index: usize) -> Probe {
-        match table.get_bucket(index) {
-            Some(e) => Probe {
-                ctrl: (e as *const Entry as usize) + (index + 1) * std::mem::size_of::<Entry>(),
-                mask: table.num_buckets() - 1,
-            },
-            None => Probe::default(),
-        }
-    }
-
-    /// The probe start of `table`, from any entry it holds.
-    fn of(table: &HashTable<Entry>) -> Probe {
-        table.iter_buckets().next().map_or(Probe::default(), |i| Probe::learn(table, i))
-    }
-}
-
 #[inline]
 fn hash(key: &str) -> u64 {
     hash_bytes(key.as_bytes())
@@ -167,30 +134,6 @@ fn hash_bytes(key: &[u8]) -> u64 {
     h.write(key);
     h.write_u8(0xff);
     h.finish()
-}
-
-/// Asks the CPU to start loading the cache lines of `len` bytes at `p`. A
-/// hint only: it reads nothing into the program and cannot fault, whatever
-/// the address. A no-op on targets without a stable prefetch instruction.
-#[inline(always)]
-pub(super) fn prefetch_lines(p: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let end = (p as usize).wrapping_add(len);
-        let mut line = (p as usize) & !63;
-        while line < end {
-            // SAFETY: `_mm_prefetch` is a hint that never faults (on any
-            // address) and changes no memory the program can see.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(line as *const i8)
-            };
-            line += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, len);
 }
 
 /// The table of a hash: bits 40..46, clear of both the bits a table uses
@@ -244,10 +187,7 @@ impl ShopMap {
     pub(super) fn prefetch_probe(&self, key: &[u8]) {
         let h = hash_bytes(key);
         let probe = self.probes[table_of(h)];
-        if probe.ctrl != 0 {
-            // A group is 16 control bytes from the probe start.
-            prefetch_lines(probe.ctrl.wrapping_add(h as usize & probe.mask) as *const u8, 16);
-        }
+        probe.prefetch_ctrl(h);
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&ShopState> {
@@ -366,9 +306,10 @@ mod tests {
         }
     }
 
-    /// The layout `Probe` relies on: every entry of a table sits `index + 1`
-    /// entries below one common address (the control bytes), and the probe
-    /// learned after the last insert points there.
+    /// The layout `Probe` relies on holds for the shop tables: every entry
+    /// of a table sits `index + 1` entries below one common address (the
+    /// control bytes), and the probe learned after the last insert points
+    /// there.
     #[test]
     fn probes_follow_the_tables() {
         let mut map = ShopMap::default();
@@ -380,9 +321,9 @@ mod tests {
         }
         map.retain(|id, _| !id.ends_with('7'));
         for (table, probe) in map.tables.iter().zip(map.probes.iter()) {
-            assert!(probe.ctrl != 0 && probe.mask == table.num_buckets() - 1);
+            assert!(probe.is_known());
             for i in table.iter_buckets() {
-                assert_eq!(Probe::learn(table, i).ctrl, probe.ctrl, "bucket {i}");
+                assert_eq!(Probe::learn(table, i), *probe, "bucket {i}");
             }
         }
         for id in ["shop-1", "shop-17", "nobody"] {
