@@ -1,7 +1,7 @@
 //! Criterion benches of the window engine: folding pre-decoded events (hot
 //! shops, and spread over 1M shops; `_live`: the watermark moving as in the
-//! pipeline; `_prefetch`: each event's shop and dedup slots prefetched a few
-//! events ahead, as the pipeline does) and reading every window of one shop.
+//! pipeline; `_prefetch`: each event's shop and dedup lookups prefetched a
+//! few events ahead) and reading every window of one shop.
 //! Run: `cargo bench --bench engine`.
 
 mod common;
@@ -35,17 +35,22 @@ fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     engine
 }
 
-/// [`fold_live`] as the pipeline folds over many shops: the event
-/// [`PREFETCH_AHEAD`] places ahead has its shop and dedup slots prefetched
-/// (`Engine::prefetch`; the pipeline prefetches a record's before decoding
-/// it).
+/// [`fold_live`] with each event's lookups prefetched ahead, in two steps:
+/// `2 * PREFETCH_AHEAD` events ahead the control bytes and dedup groups
+/// (`Engine::prefetch_early`), `PREFETCH_AHEAD` ahead the shop's entry
+/// (`Engine::prefetch_shop`). The pipeline does both for the record it is
+/// about to decode (it does not see records further ahead); this shows what
+/// a lookahead would give.
 fn fold_live_prefetch(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     let mut engine = Engine::new(cfg.clone());
     engine.watermark_mut().assign(SourceId(0), 0);
     for chunk in events.chunks(common::TICK_EVERY) {
         for (i, e) in chunk.iter().enumerate() {
+            if let Some(far) = chunk.get(i + 2 * PREFETCH_AHEAD) {
+                engine.prefetch_early(SourceId(0), far.shop_id.as_bytes(), far.event_id.as_bytes());
+            }
             if let Some(next) = chunk.get(i + PREFETCH_AHEAD) {
-                engine.prefetch(SourceId(0), next.shop_id.as_bytes(), next.event_id.as_bytes());
+                engine.prefetch_shop(next.shop_id.as_bytes());
             }
             black_box(engine.fold(SourceId(0), e, 0));
         }
