@@ -11,6 +11,9 @@
 //!   platform as the categories' sum.
 //! * [`watermark`]: per-partition event-time clocks and the combined watermark.
 //! * [`dedup`]: bounded memory of recent event ids.
+//! * `shops`: the shop map; `prefetch`: starting the cache loads of its and
+//!   dedup's lookups ahead of them ([`Engine::prefetch`]), which over a
+//!   million shops is what the hot path waits on.
 //!
 //! An event is rejected, with a reason for the dead-letter path, when it is
 //! further ahead of the newest event seen than `max_future` (a clock gone
