@@ -1,7 +1,7 @@
 //! Shared event mixes for the engine benches.
 #![allow(dead_code)]
 
-use peakguard::engine::{EngineConfig, WindowSpec};
+use peakguard::engine::{Engine, EngineConfig, SourceId, WindowSpec};
 use peakguard::event::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,6 +13,26 @@ pub const T0: Millis = 1_794_326_400_000;
 /// Kafka worker ticks after each batch: up to 4,096 records, or fewer when
 /// event time moves a finest step).
 pub const TICK_EVERY: usize = 4_096;
+
+/// Folds `events` into `engine`, each event's lookups prefetched ahead in
+/// two steps: `2 * ahead` events before its fold the control bytes and
+/// dedup groups (`Engine::prefetch_early`), `ahead` before it the shop's
+/// entry (`Engine::prefetch_shop`); `ahead` 0: no prefetching. The pipeline
+/// does both for the record it is about to decode (it sees no records
+/// further ahead); this shows what a lookahead would give.
+pub fn fold_prefetching(engine: &mut Engine, events: &[Event], ahead: usize) {
+    for (i, e) in events.iter().enumerate() {
+        if ahead > 0 {
+            if let Some(far) = events.get(i + 2 * ahead) {
+                engine.prefetch_early(SourceId(0), far.shop_id.as_bytes(), far.event_id.as_bytes());
+            }
+            if let Some(next) = events.get(i + ahead) {
+                engine.prefetch_shop(next.shop_id.as_bytes());
+            }
+        }
+        std::hint::black_box(engine.fold(SourceId(0), e, 0));
+    }
+}
 
 /// The default windows: 5 min / 1 h / 24 h / 30 d.
 pub fn config() -> EngineConfig {

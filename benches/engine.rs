@@ -35,25 +35,13 @@ fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     engine
 }
 
-/// [`fold_live`] with each event's lookups prefetched ahead, in two steps:
-/// `2 * PREFETCH_AHEAD` events ahead the control bytes and dedup groups
-/// (`Engine::prefetch_early`), `PREFETCH_AHEAD` ahead the shop's entry
-/// (`Engine::prefetch_shop`). The pipeline does both for the record it is
-/// about to decode (it does not see records further ahead); this shows what
-/// a lookahead would give.
+/// [`fold_live`] with each event's lookups prefetched [`PREFETCH_AHEAD`]
+/// events ahead (see [`common::fold_prefetching`]).
 fn fold_live_prefetch(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     let mut engine = Engine::new(cfg.clone());
     engine.watermark_mut().assign(SourceId(0), 0);
     for chunk in events.chunks(common::TICK_EVERY) {
-        for (i, e) in chunk.iter().enumerate() {
-            if let Some(far) = chunk.get(i + 2 * PREFETCH_AHEAD) {
-                engine.prefetch_early(SourceId(0), far.shop_id.as_bytes(), far.event_id.as_bytes());
-            }
-            if let Some(next) = chunk.get(i + PREFETCH_AHEAD) {
-                engine.prefetch_shop(next.shop_id.as_bytes());
-            }
-            black_box(engine.fold(SourceId(0), e, 0));
-        }
+        common::fold_prefetching(&mut engine, chunk, PREFETCH_AHEAD);
         engine.update_watermark(0);
     }
     engine

@@ -15,22 +15,12 @@ fn main() {
     engine.watermark_mut().assign(SourceId(0), 0);
     let live = std::env::args().nth(3).is_some_and(|a| a == "live");
     let tick = if live { common::TICK_EVERY } else { usize::MAX };
-    // `prefetch` (4th argument): each event's lookups prefetched ahead in
-    // two steps, as the engine bench's `_prefetch` variant does.
+    // `prefetch` (4th argument): each event's lookups prefetched 4 events
+    // ahead, as the engine bench's `_prefetch` variant does.
     let ahead = if std::env::args().nth(4).is_some_and(|a| a == "prefetch") { 4 } else { 0 };
     let start = std::time::Instant::now();
     for chunk in events.chunks(tick) {
-        for (i, e) in chunk.iter().enumerate() {
-            if ahead > 0 {
-                if let Some(far) = chunk.get(i + 2 * ahead) {
-                    engine.prefetch_early(SourceId(0), far.shop_id.as_bytes(), far.event_id.as_bytes());
-                }
-                if let Some(next) = chunk.get(i + ahead) {
-                    engine.prefetch_shop(next.shop_id.as_bytes());
-                }
-            }
-            std::hint::black_box(engine.fold(SourceId(0), e, 0));
-        }
+        common::fold_prefetching(&mut engine, chunk, ahead);
         if live {
             engine.update_watermark(0);
         }

@@ -123,7 +123,6 @@ impl<'a> Reader<'a> {
     {
         match op {
             Op::Str | Op::Bytes => self.bytes().map(drop),
-            Op::Long => self.long().map(drop),
             other => self.read(other).map(drop),
         }
     }

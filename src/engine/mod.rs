@@ -364,8 +364,10 @@ impl Engine {
     /// and [`Engine::prefetch_shop`] a few events later.
     #[inline]
     pub fn prefetch(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
-        self.prefetch_early(source, shop_id, event_id);
+        // The entry's prefetch reads the control bytes itself: prefetching
+        // them first, just before, would only hash the id twice.
         self.prefetch_shop(shop_id);
+        self.prefetch_dedup(source, event_id);
     }
 
     /// The first step of [`Engine::prefetch`], which reads nothing: the
@@ -373,6 +375,12 @@ impl Engine {
     #[inline]
     pub fn prefetch_early(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
         self.shops.prefetch_probe(shop_id);
+        self.prefetch_dedup(source, event_id);
+    }
+
+    /// The probe groups of `event_id` in the dedup of `source`'s shard.
+    #[inline]
+    fn prefetch_dedup(&self, source: SourceId, event_id: &[u8]) {
         let shard = self.source_shards.get(source.0 as usize).copied().unwrap_or(0);
         if let Some(Some(d)) = self.dedups.get(shard as usize) {
             d.prefetch(event_id);
