@@ -201,34 +201,64 @@ pub struct Delta {
     pub basis: Basis,
 }
 
-/// Up to eight deltas, without allocating.
+/// What one event adds, without allocating: activity-basis counters with
+/// their values, and cohort-basis counters (each adds one). Kept apart, so
+/// that the fold knows without looking whether it needs the cohort buckets,
+/// and small (no event has more than three of either).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Deltas {
-    len: u8,
-    items: [Delta; 8],
+    n_act: u8,
+    n_cohort: u8,
+    act_fields: [u8; 4],
+    cohort_fields: [u8; 4],
+    act_values: [u64; 4],
 }
 
 impl Deltas {
-    fn push(&mut self, field: usize, value: u64, basis: Basis) {
-        debug_assert!((self.len as usize) < self.items.len());
-        self.items[self.len as usize] = Delta { field: field as u8, value, basis };
-        self.len += 1;
+    fn push(&mut self, field: usize, value: u64) {
+        debug_assert!((self.n_act as usize) < self.act_fields.len());
+        self.act_fields[self.n_act as usize] = field as u8;
+        self.act_values[self.n_act as usize] = value;
+        self.n_act += 1;
     }
 
     fn act(&mut self, f: Field) {
-        self.push(f as usize, 1, Basis::Activity);
+        self.push(f as usize, 1);
     }
 
     fn cohort(&mut self, f: Field) {
-        self.push(f as usize, 1, Basis::Cohort);
+        debug_assert!((self.n_cohort as usize) < self.cohort_fields.len());
+        self.cohort_fields[self.n_cohort as usize] = f as u8;
+        self.n_cohort += 1;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.n_act == 0 && self.n_cohort == 0
     }
 
+    /// Whether any counter is credited on the cohort basis.
+    #[inline]
+    pub fn has_cohort(&self) -> bool {
+        self.n_cohort != 0
+    }
+
+    /// The activity-basis counters and what each adds.
+    #[inline]
+    pub fn activity(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        let n = self.n_act as usize;
+        self.act_fields[..n].iter().copied().zip(self.act_values[..n].iter().copied())
+    }
+
+    /// The cohort-basis counters (each adds one).
+    #[inline]
+    pub fn cohort_fields(&self) -> &[u8] {
+        &self.cohort_fields[..self.n_cohort as usize]
+    }
+
+    /// Every delta, activity first.
     pub fn iter(&self) -> impl Iterator<Item = Delta> + '_ {
-        self.items[..self.len as usize].iter().copied()
+        let act = self.activity().map(|(field, value)| Delta { field, value, basis: Basis::Activity });
+        act.chain(self.cohort_fields().iter().map(|&field| Delta { field, value: 1, basis: Basis::Cohort }))
     }
 
     /// What `e` contributes. Steps that no metric counts give no deltas.
@@ -270,10 +300,10 @@ impl Deltas {
                 }
                 RefundStep::Completed => {
                     d.act(Field::RefundsCompleted);
-                    d.push(Field::RefundAmountMinor as usize, money.amount_minor as u64, Basis::Activity);
+                    d.push(Field::RefundAmountMinor as usize, money.amount_minor as u64);
                     if let Some(at) = requested_at {
                         let bin = completion_bin((e.event_time - at).max(0));
-                        d.push(hist_field(*refund_type, bin), 1, Basis::Activity);
+                        d.push(hist_field(*refund_type, bin), 1);
                     }
                 }
                 _ => {}

@@ -186,7 +186,11 @@ pub const BASELINE_BUCKETS: usize = 2;
 pub struct Engine {
     cfg: EngineConfig,
     bucket_cache: Vec<BucketCache>,
+    /// Per window, the (activity, cohort) bucket of the event being folded.
     buckets: Vec<(i64, i64)>,
+    /// The span of event times whose activity buckets `buckets` holds
+    /// (empty when the steps do not nest).
+    act_span: (Millis, Millis),
     layout: Layout,
     retention_ms: i64,
     shops: shops::ShopMap,
@@ -238,6 +242,7 @@ impl Engine {
             cfg,
             bucket_cache,
             buckets,
+            act_span: (0, 0),
             layout,
             retention_ms,
             shops: Default::default(),
@@ -414,13 +419,7 @@ impl Engine {
         if deltas.is_empty() {
             return Fold::Ignored;
         }
-        let t_cohort = counts::cohort_time(event);
-        let fine_bucket = self.bucket_cache[self.layout.fine].bucket(t);
-        for (cache, out) in self.bucket_cache.iter_mut().zip(self.buckets.iter_mut()) {
-            let b_act = cache.bucket(t);
-            let b_cohort = if t_cohort == t { b_act } else { bucket_of(t_cohort, cache.step) };
-            *out = (b_act, b_cohort);
-        }
+        let fine_bucket = self.set_buckets(t, &deltas, event);
         let layout = &self.layout;
         let cats = &mut self.cats;
         let (key, shop) = self.shops.get_or_insert_with(event.shop_id.as_str(), || {
@@ -451,6 +450,31 @@ impl Engine {
         cats.scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
         self.has_platform = true;
         Fold::Folded
+    }
+
+    /// Sets `self.buckets` for an event at `t` with `deltas` and returns
+    /// its finest activity bucket. Within one finest bucket of the last
+    /// event every window's activity bucket is the same (when the steps
+    /// nest, no window's bucket starts inside a finest one), so in-order
+    /// events compute nothing; cohort buckets only when a counter needs them.
+    #[inline]
+    fn set_buckets(&mut self, t: Millis, deltas: &Deltas, event: &Event) -> i64 {
+        let (lo, hi) = self.act_span;
+        if !(t >= lo && t < hi) {
+            for (cache, out) in self.bucket_cache.iter_mut().zip(self.buckets.iter_mut()) {
+                out.0 = cache.bucket(t);
+            }
+            let step = self.layout.steps[self.layout.fine];
+            let fine = self.buckets[self.layout.fine].0;
+            self.act_span = if self.layout.nested { (fine * step, (fine * step).saturating_add(step)) } else { (0, 0) };
+        }
+        if deltas.has_cohort() {
+            let t_cohort = counts::cohort_time(event);
+            for (out, &step) in self.buckets.iter_mut().zip(&self.layout.steps) {
+                out.1 = if t_cohort == t { out.0 } else { bucket_of(t_cohort, step) };
+            }
+        }
+        self.buckets[self.layout.fine].0
     }
 
     /// Drops shops whose windows are all empty as of the watermark; returns how many.

@@ -14,7 +14,6 @@
 use super::cold::{Cold, COLD_LIST_CELLS};
 use super::counts::{Counts, Deltas, NF};
 use super::window::{bucket_of, Ring, RingSnapshot};
-use super::Basis;
 use crate::event::Millis;
 
 /// The engine's windows as the scopes need them.
@@ -95,13 +94,19 @@ impl ScopeState {
     }
 
     /// Adds `deltas`; `buckets[w]` is the (activity, cohort) bucket of window
-    /// `w`, `fine_bucket` the activity bucket at the finest step.
+    /// `w` (the cohort one is read only when `deltas` has cohort counters),
+    /// `fine_bucket` the activity bucket at the finest step.
     #[inline]
     pub fn apply(&mut self, layout: &Layout, deltas: &Deltas, buckets: &[(i64, i64)], fine_bucket: i64) {
         if let Some(cold) = self.cold.as_mut() {
-            let cohort_bucket = buckets[layout.fine].1;
-            for d in deltas.iter() {
-                cold.add(if d.basis == Basis::Cohort { cohort_bucket } else { fine_bucket }, d.field, d.value);
+            for (f, v) in deltas.activity() {
+                cold.add(fine_bucket, f, v);
+            }
+            if deltas.has_cohort() {
+                let cohort_bucket = buckets[layout.fine].1;
+                for &f in deltas.cohort_fields() {
+                    cold.add(cohort_bucket, f, 1);
+                }
             }
             if cold.len() > COLD_LIST_CELLS {
                 self.warm(layout);
@@ -116,24 +121,23 @@ impl ScopeState {
         match self.acc.as_deref_mut() {
             Some(acc) if acc.bucket == fine_bucket || acc.is_empty() => {
                 acc.bucket = fine_bucket;
-                for d in deltas.iter() {
-                    if d.basis == Basis::Activity {
-                        let f = d.field as usize;
-                        acc.counts.add_at(f, d.value);
-                        acc.touched[f / 64] |= 1 << (f % 64);
-                    } else {
-                        Self::add_to_rings(&mut self.rings, d.field, d.value, buckets, true);
-                    }
+                for (f, v) in deltas.activity() {
+                    let f = f as usize;
+                    acc.counts.add_at(f, v);
+                    acc.touched[f / 64] |= 1 << (f % 64);
                 }
             }
             _ => {
-                for d in deltas.iter() {
-                    Self::add_to_rings(&mut self.rings, d.field, d.value, buckets, d.basis == Basis::Cohort);
+                for (f, v) in deltas.activity() {
+                    Self::add_to_rings(&mut self.rings, f, v, buckets, false);
                 }
                 if self.acc.is_none() && layout.nested && self.rings[layout.fine].is_hot() {
                     self.start_acc(fine_bucket);
                 }
             }
+        }
+        for &f in deltas.cohort_fields() {
+            Self::add_to_rings(&mut self.rings, f, 1, buckets, true);
         }
     }
 
