@@ -101,7 +101,7 @@ impl From<String> for Key {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
-        self.as_bytes() == other.as_bytes()
+        same_bytes(self.as_bytes(), other.as_bytes())
     }
 }
 
@@ -112,6 +112,26 @@ impl std::fmt::Debug for Key {
 }
 
 type Entry = (Key, ShopState);
+
+/// Whether two ids are equal: ids of 4 to 16 bytes (most shop ids and
+/// category names) as two overlapping word compares each, without the call
+/// into `memcmp` that comparing slices costs on every lookup.
+#[inline]
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], i: usize| s.get(i..i + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    if (4..8).contains(&n) {
+        let word = |s: &[u8], i: usize| s.get(i..i + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
+        return word(a, 0) == word(b, 0) && word(a, n - 4) == word(b, n - 4);
+    }
+    a == b
+}
 
 pub(super) struct ShopMap {
     tables: Box<[HashTable<Entry>]>,
@@ -192,12 +212,12 @@ impl ShopMap {
 
     pub(super) fn get(&self, key: &str) -> Option<&ShopState> {
         let h = hash(key);
-        self.tables[table_of(h)].find(h, |e| e.0.as_bytes() == key.as_bytes()).map(|e| &e.1)
+        self.tables[table_of(h)].find(h, |e| same_bytes(e.0.as_bytes(), key.as_bytes())).map(|e| &e.1)
     }
 
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut ShopState> {
         let h = hash(key);
-        self.tables[table_of(h)].find_mut(h, |e| e.0.as_bytes() == key.as_bytes()).map(|e| &mut e.1)
+        self.tables[table_of(h)].find_mut(h, |e| same_bytes(e.0.as_bytes(), key.as_bytes())).map(|e| &mut e.1)
     }
 
     /// The shop `key`, made by `make` when it is not held. A lookup that
@@ -210,7 +230,7 @@ impl ShopMap {
         let h = hash(key);
         let t = table_of(h);
         let table = &mut self.tables[t];
-        let index = match table.find_bucket_index(h, |e| e.0.as_bytes() == key.as_bytes()) {
+        let index = match table.find_bucket_index(h, |e| same_bytes(e.0.as_bytes(), key.as_bytes())) {
             Some(found) => found,
             None => {
                 let index = table.insert_unique(h, (Key::new(key), make()), |e| hash(&e.0)).bucket_index();
@@ -267,6 +287,24 @@ mod tests {
     use crate::engine::scope::{Layout, ScopeState};
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        // Every length around the word-compare cases, equal and differing
+        // in each byte (first, last and the middle ones the words overlap).
+        for n in 0..=24usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i).collect();
+            assert!(same_bytes(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "{n} bytes, byte {i} differs");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_bytes(&a, &longer), "{n}");
+        }
+    }
 
     fn state(shard: u32) -> ShopState {
         let layout = Layout::new(vec![60_000], vec![1], vec![0]);
