@@ -218,13 +218,14 @@ impl Ring {
     #[inline]
     pub fn add(&mut self, bucket: i64, field: u8, value: u64) -> Add {
         let head = self.head;
+        if bucket <= head - self.cap as i64 {
+            // Dropped already (a cohort-basis add to a short window, mostly).
+            return Add::TooOld;
+        }
         if let Some(hot) = self.hot.as_deref_mut() {
             if let Some(d) = hot.dense.as_deref_mut() {
                 // Dense: anything up to the head is an index.
                 if bucket <= head {
-                    if bucket <= head - self.cap as i64 {
-                        return Add::TooOld;
-                    }
                     d.add(head, self.len, bucket, field, value);
                     return Add::Added;
                 }
