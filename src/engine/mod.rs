@@ -429,7 +429,7 @@ impl Engine {
         });
         // Nearly every event names its shop's category: one string compare
         // instead of a hash lookup. The event's own category is credited.
-        let category = if shops::same_bytes(cats.names[shop.category as usize].as_bytes(), event.category.as_bytes()) {
+        let category = if *cats.names[shop.category as usize] == *event.category {
             shop.category
         } else {
             cats.id(layout, &event.category, t)

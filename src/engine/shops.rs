@@ -113,9 +113,11 @@ impl std::fmt::Debug for Key {
 
 type Entry = (Key, ShopState);
 
-/// Whether two ids are equal: ids of 4 to 16 bytes (most shop ids and
-/// category names) as two overlapping word compares each, without the call
-/// into `memcmp` that comparing slices costs on every lookup.
+/// Whether two ids are equal: ids of 4 to 16 bytes (most shop ids) as two
+/// overlapping word compares each, without the call into `memcmp` that
+/// comparing slices costs on every lookup. Only where lengths repeat: the
+/// fold's category check (names of mixed lengths, event by event) ran 5%
+/// slower this way than through `memcmp`, from mispredicted length branches.
 #[inline]
 pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
