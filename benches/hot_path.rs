@@ -65,8 +65,12 @@ fn hot_path(c: &mut Criterion) {
                 let mut buf = Event::buffer();
                 let start = Instant::now();
                 for (i, r) in records.iter().enumerate() {
-                    // As the worker does: the fold's first lookups start
-                    // loading before the decode.
+                    // As the worker does: the next record's first lookups
+                    // and this one's shop entry start loading before the
+                    // decode.
+                    if let Some((event_id, shop_id)) = records.get(i + 1).and_then(|n| codec::peek_ids(&store, n)) {
+                        p.engine().prefetch_early(SourceId(0), shop_id, event_id);
+                    }
                     if let Some((event_id, shop_id)) = codec::peek_ids(&store, r) {
                         p.engine().prefetch(SourceId(0), shop_id, event_id);
                     }

@@ -62,11 +62,24 @@ fn new_pipeline(cfg: &Config, records: &[Record]) -> Pipeline {
 }
 
 /// Decodes one record into `buf` (as the worker does) and folds it; false
-/// when it does not decode. As the worker does, what the fold will look up
-/// first (the shop, the event id's dedup slots) starts loading into the
-/// cache before the decode.
+/// when it does not decode. As the worker does (`source/kafka`), what the
+/// fold of `next`, the record after it, will look up first starts loading
+/// into the cache (its shop's control bytes, its event id's dedup groups),
+/// and then this record's shop entry, before this record decodes.
 #[inline]
-fn ingest(p: &mut Pipeline, store: &SchemaStore, r: &Record, buf: &mut Event, proc_now: i64) -> bool {
+fn ingest(
+    p: &mut Pipeline,
+    store: &SchemaStore,
+    r: &Record,
+    next: Option<&Record>,
+    buf: &mut Event,
+    proc_now: i64,
+) -> bool {
+    if let Some(next) = next {
+        if let Some((event_id, shop_id)) = codec::peek_ids(store, &next.bytes) {
+            p.engine().prefetch_early(SourceId(next.source), shop_id, event_id);
+        }
+    }
     if let Some((event_id, shop_id)) = codec::peek_ids(store, &r.bytes) {
         p.engine().prefetch(SourceId(r.source), shop_id, event_id);
     }
@@ -89,8 +102,8 @@ pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: 
     let start = Instant::now();
     for chunk in records.chunks(batch.max(1)) {
         let proc_now = start.elapsed().as_millis() as i64;
-        for r in chunk {
-            if !ingest(&mut p, store, r, &mut buf, proc_now) {
+        for (k, r) in chunk.iter().enumerate() {
+            if !ingest(&mut p, store, r, chunk.get(k + 1), &mut buf, proc_now) {
                 undecodable += 1;
             }
         }
@@ -139,8 +152,9 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         }
         let end = arrived.min(i + batch.max(1));
         let proc_now = now.as_millis() as i64;
-        for (j, r) in records[i..end].iter().enumerate() {
-            ingest(&mut p, store, r, &mut buf, proc_now);
+        let arrived_batch = &records[i..end];
+        for (j, r) in arrived_batch.iter().enumerate() {
+            ingest(&mut p, store, r, arrived_batch.get(j + 1), &mut buf, proc_now);
             let waited = start.elapsed().saturating_sub(arrival(i + j));
             let _ = fold_us.record(waited.as_micros().max(1) as u64);
         }

@@ -301,22 +301,39 @@ impl Worker<'_> {
             let mut n = 0;
             let mut timeout = Duration::from_millis(50);
             let mut time_moved = false;
-            // Drain what is ready, up to a batch, then tick.
-            while n < 4096 {
-                match consumer.poll(timeout) {
+            // Drain what is ready, up to a batch, then tick. Each record is
+            // handled once the one after it has been polled (or none is
+            // ready): the fold's first lookups for the next record start
+            // loading while this one decodes and folds (`prefetch_next`),
+            // which over a million shops is what the fold waits on. A
+            // record in hand is always handled before anything else the
+            // poll reports (an end of partition, an error) and before the
+            // batch ends, so the order of everything is as polled.
+            let mut held: Option<rdkafka::message::BorrowedMessage<'_>> = None;
+            let mut step = |w: &mut Self, msg: &rdkafka::message::BorrowedMessage<'_>, n: &mut usize| {
+                w.handle(consumer, msg, &counters);
+                *n += 1;
+                let seen = w.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
+                if tick_mark == i64::MIN {
+                    tick_mark = seen.saturating_add(finest);
+                } else if seen >= tick_mark {
+                    tick_mark = seen.saturating_add(finest);
+                    return true;
+                }
+                false
+            };
+            while n < 4096 && !time_moved {
+                let polled = consumer.poll(timeout);
+                timeout = Duration::ZERO;
+                if let Some(Ok(next)) = &polled {
+                    self.prefetch_next(next);
+                }
+                if let Some(msg) = held.take() {
+                    time_moved |= step(self, &msg, &mut n);
+                }
+                match polled {
                     None => break,
-                    Some(Ok(msg)) => {
-                        self.handle(consumer, &msg, &counters);
-                        n += 1;
-                        let seen = self.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
-                        if tick_mark == i64::MIN {
-                            tick_mark = seen.saturating_add(finest);
-                        } else if seen >= tick_mark {
-                            tick_mark = seen.saturating_add(finest);
-                            time_moved = true;
-                            break;
-                        }
-                    }
+                    Some(Ok(msg)) => held = Some(msg),
                     Some(Err(KafkaError::PartitionEOF(p))) => self.partition_eof(consumer, p),
                     Some(Err(e)) => {
                         // A broker outage repeats this every poll: one line per interval.
@@ -326,7 +343,9 @@ impl Worker<'_> {
                         break;
                     }
                 }
-                timeout = Duration::ZERO;
+            }
+            if let Some(msg) = held.take() {
+                time_moved |= step(self, &msg, &mut n);
             }
             if n > 0 {
                 // First and last read, to a batch.

@@ -72,6 +72,20 @@ impl Worker<'_> {
         self.event = event;
     }
 
+    /// Starts loading what folding `msg` will look up first (its shop's
+    /// control bytes in the shop map, its event id's dedup groups), reading
+    /// none of it (`Engine::prefetch_early`): called for the record polled
+    /// next while the one before it is handled, so that by its own turn
+    /// (`handle` prefetches the shop's entry) those loads have landed.
+    pub(super) fn prefetch_next(&self, msg: &BorrowedMessage<'_>) {
+        let Some(Some(s)) = self.sources.get(msg.topic()).and_then(|v| v.get(msg.partition() as usize)) else {
+            return;
+        };
+        if let Some((event_id, shop_id)) = codec::peek_ids(self.store, msg.payload().unwrap_or(&[])) {
+            self.pipeline.engine().prefetch_early(s.id, shop_id, event_id);
+        }
+    }
+
     /// Stores the offset after the last record read of every partition read
     /// since the last call (what group commits take when checkpoints are
     /// off), once per batch rather than once per record: a store takes
