@@ -64,16 +64,14 @@ fn hot_path(c: &mut Criterion) {
                 let mut alerts = Vec::new();
                 let mut buf = Event::buffer();
                 let start = Instant::now();
+                let mut early = None;
                 for (i, r) in records.iter().enumerate() {
-                    // As the worker does: the next record's first lookups
-                    // and this one's shop entry start loading before the
-                    // decode.
-                    if let Some((event_id, shop_id)) = records.get(i + 1).and_then(|n| codec::peek_ids(&store, n)) {
-                        p.engine().prefetch_early(SourceId(0), shop_id, event_id);
-                    }
-                    if let Some((event_id, shop_id)) = codec::peek_ids(&store, r) {
-                        p.engine().prefetch(SourceId(0), shop_id, event_id);
-                    }
+                    // As the worker does (`pipeline/prefetch.rs`): the next
+                    // record's first lookups, and this one's shop entry,
+                    // start loading before the decode.
+                    let next = records.get(i + 1).and_then(|n| p.prefetch_next(&store, SourceId(0), n));
+                    p.prefetch_record(&store, SourceId(0), r, early.take());
+                    early = next;
                     if codec::decode_into(&store, r, &mut buf).is_ok() {
                         p.ingest(SourceId(0), &buf, 0);
                     }

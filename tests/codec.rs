@@ -211,6 +211,23 @@ fn invalid_values_are_rejected() {
     assert_eq!(err.reason(), "invalid_amount");
 }
 
+/// What the hot path reads ahead of the decode (`peek_ids`, and the spans
+/// the worker keeps from one record to the next) are the decoded event's
+/// own ids, for every event kind.
+#[test]
+fn peeked_ids_and_their_spans_are_the_events_ids() {
+    let store = SchemaStore::embedded();
+    for e in samples() {
+        let bytes = codec::encode(&store, &e).unwrap();
+        let (event_id, shop_id) = codec::peek_ids(&store, &bytes).expect("the embedded schemas read ahead");
+        assert_eq!((event_id, shop_id), (e.event_id.as_bytes(), e.shop_id.as_bytes()));
+        let spans = codec::peek_id_spans(&store, &bytes).expect("spans");
+        assert_eq!(&bytes[spans.event_id], e.event_id.as_bytes());
+        assert_eq!(&bytes[spans.shop_id], e.shop_id.as_bytes());
+    }
+    assert_eq!(codec::peek_id_spans(&store, b"\0\0\0"), None, "no framing, no spans");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

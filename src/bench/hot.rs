@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::{histogram, rss_bytes, Record};
-use crate::codec::{self, SchemaStore};
+use crate::codec::{self, IdSpans, SchemaStore};
 use crate::config::Config;
 use crate::engine::SourceId;
 use crate::event::Event;
@@ -62,33 +62,28 @@ fn new_pipeline(cfg: &Config, records: &[Record]) -> Pipeline {
 }
 
 /// Decodes one record into `buf` (as the worker does) and folds it; false
-/// when it does not decode. As the worker does (`source/kafka`), what the
-/// fold of `next`, the record after it, will look up first starts loading
-/// into the cache (its shop's control bytes, its event id's dedup groups),
-/// and then this record's shop entry, before this record decodes.
+/// when it does not decode. As the worker does (`pipeline/prefetch.rs`),
+/// what the fold of `next`, the record after it, looks up first starts
+/// loading into the cache, and then this record's shop entry (`early`:
+/// where its ids lie, from the step before), before this record decodes.
+/// Returns where `next`'s ids lie, for its own turn.
 #[inline]
 fn ingest(
     p: &mut Pipeline,
     store: &SchemaStore,
-    r: &Record,
+    (r, early): (&Record, Option<IdSpans>),
     next: Option<&Record>,
     buf: &mut Event,
     proc_now: i64,
-) -> bool {
-    if let Some(next) = next {
-        if let Some((event_id, shop_id)) = codec::peek_ids(store, &next.bytes) {
-            p.engine().prefetch_early(SourceId(next.source), shop_id, event_id);
-        }
-    }
-    if let Some((event_id, shop_id)) = codec::peek_ids(store, &r.bytes) {
-        p.engine().prefetch(SourceId(r.source), shop_id, event_id);
-    }
+) -> (bool, Option<IdSpans>) {
+    let next_ids = next.and_then(|n| p.prefetch_next(store, SourceId(n.source), &n.bytes));
+    p.prefetch_record(store, SourceId(r.source), &r.bytes, early);
     match codec::decode_into(store, &r.bytes, buf) {
         Ok(()) => {
             p.ingest(SourceId(r.source), buf, proc_now);
-            true
+            (true, next_ids)
         }
-        Err(_) => false,
+        Err(_) => (false, next_ids),
     }
 }
 
@@ -102,8 +97,11 @@ pub fn full_speed(records: &[Record], store: &SchemaStore, cfg: &Config, batch: 
     let start = Instant::now();
     for chunk in records.chunks(batch.max(1)) {
         let proc_now = start.elapsed().as_millis() as i64;
+        let mut early = None;
         for (k, r) in chunk.iter().enumerate() {
-            if !ingest(&mut p, store, r, chunk.get(k + 1), &mut buf, proc_now) {
+            let (decoded, next_ids) = ingest(&mut p, store, (r, early.take()), chunk.get(k + 1), &mut buf, proc_now);
+            early = next_ids;
+            if !decoded {
                 undecodable += 1;
             }
         }
@@ -153,8 +151,9 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         let end = arrived.min(i + batch.max(1));
         let proc_now = now.as_millis() as i64;
         let arrived_batch = &records[i..end];
+        let mut early = None;
         for (j, r) in arrived_batch.iter().enumerate() {
-            ingest(&mut p, store, r, arrived_batch.get(j + 1), &mut buf, proc_now);
+            early = ingest(&mut p, store, (r, early.take()), arrived_batch.get(j + 1), &mut buf, proc_now).1;
             let waited = start.elapsed().saturating_sub(arrival(i + j));
             let _ = fold_us.record(waited.as_micros().max(1) as u64);
         }

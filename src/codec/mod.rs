@@ -115,6 +115,27 @@ pub fn peek_ids<'a>(store: &'a SchemaStore, bytes: &'a [u8]) -> Option<(&'a [u8]
     store.peek_ids(schema_id, body)
 }
 
+/// Where in `bytes` [`peek_ids`] found the event id and the shop id, as
+/// byte ranges: kept by a caller that prefetches for a record one step and
+/// folds it the next, and must not read its ids twice.
+#[inline]
+pub fn peek_id_spans(store: &SchemaStore, bytes: &[u8]) -> Option<IdSpans> {
+    let (event_id, shop_id) = peek_ids(store, bytes)?;
+    let base = bytes.as_ptr() as usize;
+    let span = |s: &[u8]| {
+        let start = (s.as_ptr() as usize).wrapping_sub(base);
+        start..start + s.len()
+    };
+    Some(IdSpans { event_id: span(event_id), shop_id: span(shop_id) })
+}
+
+/// The byte ranges of a record's event id and shop id ([`peek_id_spans`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdSpans {
+    pub event_id: std::ops::Range<usize>,
+    pub shop_id: std::ops::Range<usize>,
+}
+
 /// Encodes an event with the store's current (reader) schema for its kind,
 /// Confluent-framed. Used by the generator, tests and benches.
 pub fn encode(store: &SchemaStore, event: &Event) -> Result<Vec<u8>, DecodeError> {

@@ -17,6 +17,7 @@
 
 pub mod merge;
 mod phase_baseline;
+mod prefetch;
 mod read;
 mod scopes;
 pub mod topk;

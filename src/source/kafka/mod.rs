@@ -309,9 +309,9 @@ impl Worker<'_> {
             // record in hand is always handled before anything else the
             // poll reports (an end of partition, an error) and before the
             // batch ends, so the order of everything is as polled.
-            let mut held: Option<rdkafka::message::BorrowedMessage<'_>> = None;
-            let mut step = |w: &mut Self, msg: &rdkafka::message::BorrowedMessage<'_>, n: &mut usize| {
-                w.handle(consumer, msg, &counters);
+            let mut held: Option<(rdkafka::message::BorrowedMessage<'_>, Option<codec::IdSpans>)> = None;
+            let mut step = |w: &mut Self, (msg, ids): (rdkafka::message::BorrowedMessage<'_>, _), n: &mut usize| {
+                w.handle(consumer, &msg, &counters, ids);
                 *n += 1;
                 let seen = w.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
                 if tick_mark == i64::MIN {
@@ -325,15 +325,16 @@ impl Worker<'_> {
             while n < 4096 && !time_moved {
                 let polled = consumer.poll(timeout);
                 timeout = Duration::ZERO;
-                if let Some(Ok(next)) = &polled {
-                    self.prefetch_next(next);
-                }
-                if let Some(msg) = held.take() {
-                    time_moved |= step(self, &msg, &mut n);
+                let ids = match &polled {
+                    Some(Ok(next)) => self.prefetch_next(next),
+                    _ => None,
+                };
+                if let Some(h) = held.take() {
+                    time_moved |= step(self, h, &mut n);
                 }
                 match polled {
                     None => break,
-                    Some(Ok(msg)) => held = Some(msg),
+                    Some(Ok(msg)) => held = Some((msg, ids)),
                     Some(Err(KafkaError::PartitionEOF(p))) => self.partition_eof(consumer, p),
                     Some(Err(e)) => {
                         // A broker outage repeats this every poll: one line per interval.
@@ -344,8 +345,8 @@ impl Worker<'_> {
                     }
                 }
             }
-            if let Some(msg) = held.take() {
-                time_moved |= step(self, &msg, &mut n);
+            if let Some(h) = held.take() {
+                time_moved |= step(self, h, &mut n);
             }
             if n > 0 {
                 // First and last read, to a batch.

@@ -22,6 +22,7 @@ impl Worker<'_> {
         consumer: &BaseConsumer<RebalanceLog>,
         msg: &BorrowedMessage<'_>,
         counters: &crate::metrics::EventCounters,
+        early: Option<codec::IdSpans>,
     ) {
         self.records += 1;
         let topic = msg.topic();
@@ -62,10 +63,8 @@ impl Worker<'_> {
         };
         let payload = msg.payload().unwrap_or(&[]);
         // What the fold looks up first starts loading into the cache now,
-        // while the record decodes (see `Engine::prefetch`).
-        if let Some((event_id, shop_id)) = codec::peek_ids(self.store, payload) {
-            self.pipeline.engine().prefetch(source, shop_id, event_id);
-        }
+        // while the record decodes (`pipeline/prefetch.rs`).
+        self.pipeline.prefetch_record(self.store, source, payload, early);
         let mut event = std::mem::replace(&mut self.event, crate::event::Event::buffer());
         let decoded = self.decode_into(payload, &mut event);
         self.handle_decoded(msg, source, &event, decoded, counters);
@@ -77,13 +76,12 @@ impl Worker<'_> {
     /// none of it (`Engine::prefetch_early`): called for the record polled
     /// next while the one before it is handled, so that by its own turn
     /// (`handle` prefetches the shop's entry) those loads have landed.
-    pub(super) fn prefetch_next(&self, msg: &BorrowedMessage<'_>) {
+    /// Returns where the ids lie in the record, for its `handle`.
+    pub(super) fn prefetch_next(&self, msg: &BorrowedMessage<'_>) -> Option<codec::IdSpans> {
         let Some(Some(s)) = self.sources.get(msg.topic()).and_then(|v| v.get(msg.partition() as usize)) else {
-            return;
+            return None;
         };
-        if let Some((event_id, shop_id)) = codec::peek_ids(self.store, msg.payload().unwrap_or(&[])) {
-            self.pipeline.engine().prefetch_early(s.id, shop_id, event_id);
-        }
+        self.pipeline.prefetch_next(self.store, s.id, msg.payload().unwrap_or(&[]))
     }
 
     /// Stores the offset after the last record read of every partition read
