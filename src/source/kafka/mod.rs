@@ -310,18 +310,6 @@ impl Worker<'_> {
             // poll reports (an end of partition, an error) and before the
             // batch ends, so the order of everything is as polled.
             let mut held: Option<(rdkafka::message::BorrowedMessage<'_>, Option<codec::IdSpans>)> = None;
-            let mut step = |w: &mut Self, (msg, ids): (rdkafka::message::BorrowedMessage<'_>, _), n: &mut usize| {
-                w.handle(consumer, &msg, &counters, ids);
-                *n += 1;
-                let seen = w.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
-                if tick_mark == i64::MIN {
-                    tick_mark = seen.saturating_add(finest);
-                } else if seen >= tick_mark {
-                    tick_mark = seen.saturating_add(finest);
-                    return true;
-                }
-                false
-            };
             while n < 4096 && !time_moved {
                 let polled = consumer.poll(timeout);
                 timeout = Duration::ZERO;
@@ -329,8 +317,9 @@ impl Worker<'_> {
                     Some(Ok(next)) => self.prefetch_next(next),
                     _ => None,
                 };
-                if let Some(h) = held.take() {
-                    time_moved |= step(self, h, &mut n);
+                if let Some((msg, ids)) = held.take() {
+                    time_moved |= self.handle_timed(consumer, &msg, ids, &counters, (&mut tick_mark, finest));
+                    n += 1;
                 }
                 match polled {
                     None => break,
@@ -345,8 +334,9 @@ impl Worker<'_> {
                     }
                 }
             }
-            if let Some(h) = held.take() {
-                time_moved |= step(self, h, &mut n);
+            if let Some((msg, ids)) = held.take() {
+                time_moved |= self.handle_timed(consumer, &msg, ids, &counters, (&mut tick_mark, finest));
+                n += 1;
             }
             if n > 0 {
                 // First and last read, to a batch.

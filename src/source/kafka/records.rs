@@ -2,7 +2,8 @@
 //! catch-up), prefetching the state its fold looks up first, decoding into
 //! the worker's reused event buffer (the schema
 //! registry for ids the local store lacks), folding, dead letters for what
-//! does not decode or count, and storing offsets once per poll batch.
+//! does not decode or count, whether event time moved a finest step (the
+//! batch then ends), and storing offsets once per poll batch.
 
 use std::time::Instant;
 
@@ -69,6 +70,31 @@ impl Worker<'_> {
         let decoded = self.decode_into(payload, &mut event);
         self.handle_decoded(msg, source, &event, decoded, counters);
         self.event = event;
+    }
+
+    /// Handles `msg` (see [`Worker::handle`]) and says whether event time
+    /// has since reached `tick_mark`, a finest step past where the rules
+    /// last ran; if so, moves the mark a step on (the batch then ends so
+    /// that they run).
+    pub(super) fn handle_timed(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        msg: &BorrowedMessage<'_>,
+        ids: Option<codec::IdSpans>,
+        counters: &crate::metrics::EventCounters,
+        (tick_mark, finest): (&mut i64, i64),
+    ) -> bool {
+        self.handle(consumer, msg, counters, ids);
+        let seen = self.pipeline.engine().watermark().max_seen().unwrap_or(i64::MIN);
+        if *tick_mark == i64::MIN {
+            *tick_mark = seen.saturating_add(finest);
+            false
+        } else if seen >= *tick_mark {
+            *tick_mark = seen.saturating_add(finest);
+            true
+        } else {
+            false
+        }
     }
 
     /// Starts loading what folding `msg` will look up first (its shop's
