@@ -183,24 +183,6 @@ impl Counts {
     }
 }
 
-/// Where a delta is credited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Basis {
-    #[default]
-    /// The event's own time.
-    Activity,
-    /// The order's payment time.
-    Cohort,
-}
-
-/// One counter increment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Delta {
-    pub field: u8,
-    pub value: u64,
-    pub basis: Basis,
-}
-
 /// What one event adds, without allocating: activity-basis counters with
 /// their values, and cohort-basis counters (each adds one). Kept apart, so
 /// that the fold knows without looking whether it needs the cohort buckets,
@@ -253,12 +235,6 @@ impl Deltas {
     #[inline]
     pub fn cohort_fields(&self) -> &[u8] {
         &self.cohort_fields[..self.n_cohort as usize]
-    }
-
-    /// Every delta, activity first.
-    pub fn iter(&self) -> impl Iterator<Item = Delta> + '_ {
-        let act = self.activity().map(|(field, value)| Delta { field, value, basis: Basis::Activity });
-        act.chain(self.cohort_fields().iter().map(|&field| Delta { field, value: 1, basis: Basis::Cohort }))
     }
 
     /// What `e` contributes. Steps that no metric counts give no deltas.

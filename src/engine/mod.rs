@@ -37,7 +37,7 @@ pub mod watermark;
 pub mod window;
 
 use crate::event::{Event, Millis};
-pub use counts::{Basis, Counts, Deltas, Field, NF};
+pub use counts::{Counts, Deltas, Field, NF};
 use dedup::Dedup;
 pub use scope::{Layout, ScopeState};
 pub use shard::{ShardSnapshot, SnapshotError};
