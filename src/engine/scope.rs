@@ -55,12 +55,24 @@ impl Acc {
     }
 }
 
+/// A scope is either one cold list for all windows or one ring per window
+/// (plus, once busy, an accumulator). One or the other, never both: as an
+/// enum the state is 72 bytes, which keeps a shop's map entry at two cache
+/// lines (`shops.rs`).
 #[derive(Clone, Debug)]
-pub struct ScopeState {
-    /// Empty while `cold` holds the scope.
+pub struct ScopeState(Body);
+
+#[derive(Clone, Debug)]
+enum Body {
+    Cold(Cold),
+    Warm(Warm),
+}
+
+/// A scope with one ring per window.
+#[derive(Clone, Debug)]
+struct Warm {
     rings: Box<[Ring]>,
     acc: Option<Box<Acc>>,
-    cold: Option<Cold>,
 }
 
 impl ScopeState {
@@ -70,27 +82,27 @@ impl ScopeState {
     pub fn new(layout: &Layout, t: Millis, busy: bool) -> ScopeState {
         let fine_bucket = bucket_of(t, layout.steps[layout.fine]);
         if !busy && layout.nested {
-            return ScopeState { rings: Box::new([]), acc: None, cold: Some(Cold::new(fine_bucket)) };
+            return ScopeState(Body::Cold(Cold::new(fine_bucket)));
         }
         let rings = (0..layout.steps.len())
             .map(|w| Ring::new(layout.lens[w] as usize, layout.slack[w], bucket_of(t, layout.steps[w])))
             .collect();
-        let mut s = ScopeState { rings, acc: None, cold: None };
+        let mut warm = Warm { rings, acc: None };
         if busy && layout.nested {
-            s.start_acc(fine_bucket);
+            warm.start_acc(fine_bucket);
         }
-        s
+        ScopeState(Body::Warm(warm))
     }
 
-    /// Gives a cold scope its rings.
-    fn warm(&mut self, layout: &Layout) {
-        if let Some(cold) = self.cold.take() {
-            self.rings = cold.to_rings(layout);
+    /// The scope's rings, given to it first if it is cold.
+    fn warm(&mut self, layout: &Layout) -> &mut Warm {
+        if let Body::Cold(cold) = &self.0 {
+            self.0 = Body::Warm(Warm { rings: cold.to_rings(layout), acc: None });
         }
-    }
-
-    fn start_acc(&mut self, bucket: i64) {
-        self.acc = Some(Box::new(Acc { bucket, counts: Counts::default(), touched: [0; NF.div_ceil(64)] }));
+        match &mut self.0 {
+            Body::Warm(w) => w,
+            Body::Cold(_) => unreachable!("warmed above"),
+        }
     }
 
     /// Adds `deltas`; `buckets[w]` is the (activity, cohort) bucket of window
@@ -98,21 +110,108 @@ impl ScopeState {
     /// `fine_bucket` the activity bucket at the finest step.
     #[inline]
     pub fn apply(&mut self, layout: &Layout, deltas: &Deltas, buckets: &[(i64, i64)], fine_bucket: i64) {
-        if let Some(cold) = self.cold.as_mut() {
-            for (f, v) in deltas.activity() {
-                cold.add(fine_bucket, f, v);
-            }
-            if deltas.has_cohort() {
-                let cohort_bucket = buckets[layout.fine].1;
-                for &f in deltas.cohort_fields() {
-                    cold.add(cohort_bucket, f, 1);
+        match &mut self.0 {
+            Body::Cold(cold) => {
+                for (f, v) in deltas.activity() {
+                    cold.add(fine_bucket, f, v);
+                }
+                if deltas.has_cohort() {
+                    let cohort_bucket = buckets[layout.fine].1;
+                    for &f in deltas.cohort_fields() {
+                        cold.add(cohort_bucket, f, 1);
+                    }
+                }
+                if cold.len() > COLD_LIST_CELLS {
+                    self.warm(layout);
                 }
             }
-            if cold.len() > COLD_LIST_CELLS {
-                self.warm(layout);
-            }
-            return;
+            Body::Warm(warm) => warm.apply(layout, deltas, buckets, fine_bucket),
         }
+    }
+
+    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
+    pub fn read(&self, layout: &Layout, w: usize, end_bucket: i64) -> Counts {
+        let mut c = Counts::default();
+        self.read_to(layout, w, end_bucket, &mut c);
+        c
+    }
+
+    /// Adds window `w`'s counts into `out`.
+    pub fn read_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        match &self.0 {
+            Body::Cold(cold) => cold.read_into(layout, w, end_bucket, out),
+            Body::Warm(warm) => {
+                warm.rings[w].read_into(end_bucket, out);
+                warm.acc_into(layout, w, end_bucket, out);
+            }
+        }
+    }
+
+    /// Writes window `w`'s counts into `out` (whatever it held before): a
+    /// busy ring read at its head, or one bucket before, is then one copy.
+    #[inline]
+    pub fn read_to(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
+        match &self.0 {
+            Body::Cold(cold) => {
+                out.0 = [0; NF];
+                cold.read_into(layout, w, end_bucket, out);
+            }
+            Body::Warm(warm) => {
+                warm.rings[w].read_to(end_bucket, out);
+                warm.acc_into(layout, w, end_bucket, out);
+            }
+        }
+    }
+
+    /// Newest bucket of window `w` that holds data.
+    pub fn head(&self, layout: &Layout, w: usize) -> i64 {
+        let warm = match &self.0 {
+            Body::Cold(cold) => return cold.head(layout, w),
+            Body::Warm(warm) => warm,
+        };
+        let ring = warm.rings[w].head();
+        match warm.acc.as_deref() {
+            Some(acc) if !acc.is_empty() => {
+                ring.max(bucket_of(acc.bucket * layout.steps[layout.fine], layout.steps[w]))
+            }
+            _ => ring,
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Body::Cold(cold) => cold.heap_bytes(),
+            Body::Warm(warm) => {
+                warm.rings.len() * std::mem::size_of::<Ring>()
+                    + warm.rings.iter().map(Ring::heap_bytes).sum::<usize>()
+                    + warm.acc.as_ref().map_or(0, |_| std::mem::size_of::<Acc>())
+            }
+        }
+    }
+
+    /// Flushes, advances every ring to the watermark and reports whether all
+    /// are empty. A scope that went quiet gives its accumulator back.
+    pub fn advance_and_check_empty(&mut self, layout: &Layout, wm: Millis) -> bool {
+        let warm = match &mut self.0 {
+            Body::Cold(cold) => return cold.advance_and_check_empty(layout, wm),
+            Body::Warm(warm) => warm,
+        };
+        warm.flush(layout);
+        warm.acc = None;
+        warm.rings.iter_mut().zip(&layout.steps).all(|(ring, &step)| {
+            ring.advance_to(bucket_of(wm, step));
+            ring.is_empty()
+        })
+    }
+}
+
+impl Warm {
+    fn start_acc(&mut self, bucket: i64) {
+        self.acc = Some(Box::new(Acc { bucket, counts: Counts::default(), touched: [0; NF.div_ceil(64)] }));
+    }
+
+    #[inline]
+    fn apply(&mut self, layout: &Layout, deltas: &Deltas, buckets: &[(i64, i64)], fine_bucket: i64) {
         if let Some(acc) = self.acc.as_deref_mut() {
             if fine_bucket > acc.bucket {
                 self.flush(layout);
@@ -165,34 +264,6 @@ impl ScopeState {
         }
     }
 
-    /// Counts of window `w` over the buckets ending at `end_bucket` (inclusive).
-    pub fn read(&self, layout: &Layout, w: usize, end_bucket: i64) -> Counts {
-        let mut c = Counts::default();
-        self.read_to(layout, w, end_bucket, &mut c);
-        c
-    }
-
-    /// Adds window `w`'s counts into `out`.
-    pub fn read_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
-        if let Some(cold) = &self.cold {
-            return cold.read_into(layout, w, end_bucket, out);
-        }
-        self.rings[w].read_into(end_bucket, out);
-        self.acc_into(layout, w, end_bucket, out);
-    }
-
-    /// Writes window `w`'s counts into `out` (whatever it held before): a
-    /// busy ring read at its head, or one bucket before, is then one copy.
-    #[inline]
-    pub fn read_to(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
-        if let Some(cold) = &self.cold {
-            out.0 = [0; NF];
-            return cold.read_into(layout, w, end_bucket, out);
-        }
-        self.rings[w].read_to(end_bucket, out);
-        self.acc_into(layout, w, end_bucket, out);
-    }
-
     /// Adds the accumulated bucket when it lies in window `w` ending at `end_bucket`.
     #[inline]
     fn acc_into(&self, layout: &Layout, w: usize, end_bucket: i64, out: &mut Counts) {
@@ -204,41 +275,6 @@ impl ScopeState {
         if t < (end_bucket + 1) * step && t >= (end_bucket - layout.lens[w] + 1) * step && !acc.is_empty() {
             out.add(&acc.counts);
         }
-    }
-
-    /// Newest bucket of window `w` that holds data.
-    pub fn head(&self, layout: &Layout, w: usize) -> i64 {
-        if let Some(cold) = &self.cold {
-            return cold.head(layout, w);
-        }
-        let ring = self.rings[w].head();
-        match self.acc.as_deref() {
-            Some(acc) if !acc.is_empty() => {
-                ring.max(bucket_of(acc.bucket * layout.steps[layout.fine], layout.steps[w]))
-            }
-            _ => ring,
-        }
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        self.rings.len() * std::mem::size_of::<Ring>()
-            + self.rings.iter().map(Ring::heap_bytes).sum::<usize>()
-            + self.acc.as_ref().map_or(0, |_| std::mem::size_of::<Acc>())
-            + self.cold.as_ref().map_or(0, Cold::heap_bytes)
-    }
-
-    /// Flushes, advances every ring to the watermark and reports whether all
-    /// are empty. A scope that went quiet gives its accumulator back.
-    pub fn advance_and_check_empty(&mut self, layout: &Layout, wm: Millis) -> bool {
-        if let Some(cold) = self.cold.as_mut() {
-            return cold.advance_and_check_empty(layout, wm);
-        }
-        self.flush(layout);
-        self.acc = None;
-        self.rings.iter_mut().zip(&layout.steps).all(|(ring, &step)| {
-            ring.advance_to(bucket_of(wm, step));
-            ring.is_empty()
-        })
     }
 }
 
@@ -252,18 +288,21 @@ pub struct ScopeSnapshot {
 
 impl ScopeState {
     pub fn snapshot(&self, layout: &Layout) -> ScopeSnapshot {
-        if let Some(cold) = &self.cold {
-            // Written as the rings it stands for: the format does not change.
-            let rings = (0..layout.steps.len())
-                .map(|w| RingSnapshot { head: cold.head(layout, w), cells: cold.ring_cells(layout, w) })
-                .collect();
-            return ScopeSnapshot { rings, acc: None };
-        }
-        let acc = self.acc.as_deref().filter(|a| !a.is_empty()).map(|a| {
+        let warm = match &self.0 {
+            Body::Cold(cold) => {
+                // Written as the rings it stands for: the format does not change.
+                let rings = (0..layout.steps.len())
+                    .map(|w| RingSnapshot { head: cold.head(layout, w), cells: cold.ring_cells(layout, w) })
+                    .collect();
+                return ScopeSnapshot { rings, acc: None };
+            }
+            Body::Warm(warm) => warm,
+        };
+        let acc = warm.acc.as_deref().filter(|a| !a.is_empty()).map(|a| {
             let cells = a.counts.0.iter().enumerate().filter(|(_, v)| **v != 0).map(|(f, v)| (f as u8, *v)).collect();
             (a.bucket, cells)
         });
-        ScopeSnapshot { rings: self.rings.iter().map(Ring::snapshot).collect(), acc }
+        ScopeSnapshot { rings: warm.rings.iter().map(Ring::snapshot).collect(), acc }
     }
 
     /// The scope `s` describes under `layout`; `None` when it does not fit
@@ -278,13 +317,13 @@ impl ScopeState {
             .enumerate()
             .map(|(w, r)| Ring::restore(layout.lens[w] as usize, layout.slack[w], r))
             .collect::<Option<Box<[Ring]>>>()?;
-        let mut scope = ScopeState { rings, acc: None, cold: None };
+        let mut warm = Warm { rings, acc: None };
         if let Some((bucket, cells)) = &s.acc {
             if !layout.nested {
                 return None;
             }
-            scope.start_acc(*bucket);
-            let acc = scope.acc.as_deref_mut()?;
+            warm.start_acc(*bucket);
+            let acc = warm.acc.as_deref_mut()?;
             for &(f, v) in cells {
                 let f = f as usize;
                 if f >= NF {
@@ -294,7 +333,7 @@ impl ScopeState {
                 acc.touched[f / 64] |= 1 << (f % 64);
             }
         }
-        Some(scope)
+        Some(ScopeState(Body::Warm(warm)))
     }
 
     /// Adds everything this scope holds into `other` (an aggregate scope of
@@ -302,18 +341,19 @@ impl ScopeState {
     pub fn add_into(&self, layout: &Layout, other: &mut ScopeState) {
         // `other`'s own accumulator is moved into its rings first, so adding
         // straight to the rings cannot count a bucket twice.
-        other.warm(layout);
-        other.flush(layout);
-        if let Some(cold) = &self.cold {
-            cold.add_into(layout, &mut other.rings);
-        }
-        for (mine, theirs) in self.rings.iter().zip(other.rings.iter_mut()) {
+        let theirs = other.warm(layout);
+        theirs.flush(layout);
+        let mine = match &self.0 {
+            Body::Cold(cold) => return cold.add_into(layout, &mut theirs.rings),
+            Body::Warm(warm) => warm,
+        };
+        for (mine, theirs) in mine.rings.iter().zip(theirs.rings.iter_mut()) {
             mine.add_into(theirs);
         }
-        if let Some(acc) = self.acc.as_deref().filter(|a| !a.is_empty()) {
+        if let Some(acc) = mine.acc.as_deref().filter(|a| !a.is_empty()) {
             let start = acc.bucket * layout.steps[layout.fine];
             for (f, &v) in acc.counts.0.iter().enumerate().filter(|(_, v)| **v != 0) {
-                for (w, ring) in other.rings.iter_mut().enumerate() {
+                for (w, ring) in theirs.rings.iter_mut().enumerate() {
                     let _ = ring.add(bucket_of(start, layout.steps[w]), f as u8, v);
                 }
             }
