@@ -28,6 +28,7 @@ fn config() -> EngineConfig {
         max_future_ms: MAX_FUTURE,
         dedup_horizon_ms: 100 * 1440 * MIN,
         dedup_capacity: 1_000_000,
+        expected_shops: 0,
     }
 }
 

@@ -224,6 +224,8 @@ pub struct EngineSection {
     pub dedup_horizon: Option<Duration>,
     /// At most this many event ids are remembered for dedup (about 20 bytes each).
     pub dedup_capacity: usize,
+    /// Shops to size the shop tables for at start (0: grow as shops come).
+    pub expected_shops: usize,
     pub windows: Vec<WindowConfig>,
 }
 
@@ -236,6 +238,7 @@ impl Default for EngineSection {
             max_future: Duration::from_secs(3600),
             dedup_horizon: None,
             dedup_capacity: 1_000_000,
+            expected_shops: 0,
             windows: vec![
                 WindowConfig { name: "5m".into(), size: Duration::from_secs(300), step: Duration::from_secs(60) },
                 WindowConfig { name: "1h".into(), size: Duration::from_secs(3600), step: Duration::from_secs(300) },
@@ -418,6 +421,7 @@ impl Config {
             max_future_ms: self.engine.max_future.as_millis() as i64,
             dedup_horizon_ms: self.engine.dedup_horizon.unwrap_or(self.engine.allowed_lateness).as_millis() as i64,
             dedup_capacity: self.engine.dedup_capacity,
+            expected_shops: self.engine.expected_shops,
         }
     }
 

@@ -240,3 +240,15 @@ fn repartition_routes_are_checked() {
     .to_string();
     assert!(err.contains("partitioner") && err.contains("murmur2_random"), "{err}");
 }
+
+#[test]
+fn expected_shops_sizes_the_engine_and_is_bounded() {
+    let cfg = parse("[engine]\nexpected_shops = 1500000\n").expect("a sized engine parses");
+    assert_eq!(cfg.engine_config().expected_shops, 1_500_000);
+    assert_eq!(parse("").expect("defaults").engine_config().expected_shops, 0);
+    let err = parse("[engine]\nexpected_shops = 900000000\n").unwrap_err().to_string();
+    assert!(
+        err.contains("engine.expected_shops") && err.contains("900000000") && err.contains("e.g. 1000000"),
+        "{err}"
+    );
+}

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::{invalid, Config, ConfigError, RESERVED_PROPERTIES};
 
+/// The most shops `engine.expected_shops` may size the tables for.
+const MAX_EXPECTED_SHOPS: usize = 20_000_000;
+
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let k = &self.kafka;
@@ -156,6 +159,14 @@ impl Config {
                 e.dedup_capacity,
                 "must be between 1 and 100000000",
                 "use e.g. 1000000 (about 20 MB)",
+            ));
+        }
+        if e.expected_shops > MAX_EXPECTED_SHOPS {
+            return Err(invalid(
+                "engine.expected_shops",
+                e.expected_shops,
+                "must be at most 20000000 (the tables would reserve over 5 GiB)",
+                "set the shops you expect at peak, e.g. 1000000 (about 260 MB of tables), or 0 to grow as shops come",
             ));
         }
         if e.max_future < Duration::from_secs(1) {

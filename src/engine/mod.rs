@@ -70,6 +70,10 @@ pub struct EngineConfig {
     pub dedup_horizon_ms: i64,
     /// At most this many event ids are remembered for dedup.
     pub dedup_capacity: usize,
+    /// Shops the shop tables are sized for at start (0: they grow as shops
+    /// come). Sized tables never grow, so the first sight of a shop never
+    /// waits for a table to move its entries.
+    pub expected_shops: usize,
 }
 
 impl EngineConfig {
@@ -82,6 +86,7 @@ impl EngineConfig {
             max_future_ms: 3_600_000,
             dedup_horizon_ms: 30_000,
             dedup_capacity: 1_000_000,
+            expected_shops: 0,
         }
     }
 }
@@ -237,6 +242,7 @@ impl Engine {
         let bucket_cache = cfg.windows.iter().map(|w| BucketCache::new(w.step_ms)).collect();
         let buckets = vec![(0, 0); cfg.windows.len()];
         let n_windows = cfg.windows.len();
+        let shops = shops::ShopMap::with_capacity(cfg.expected_shops);
         assert!(n_windows <= MAX_WINDOWS, "at most {MAX_WINDOWS} windows (config validation says so)");
         Engine {
             cfg,
@@ -245,7 +251,7 @@ impl Engine {
             act_span: (0, 0),
             layout,
             retention_ms,
-            shops: Default::default(),
+            shops,
             cats: Default::default(),
             has_platform: false,
             pending: vec![Vec::new(); n_windows],

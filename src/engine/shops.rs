@@ -182,6 +182,24 @@ impl Default for ShopMap {
 }
 
 impl ShopMap {
+    /// A map whose tables hold `shops` shops without growing (empty tables
+    /// for 0). A table's share of the shops varies with the hash by about
+    /// its square root: each is sized for its share plus four times that,
+    /// so none grows below `shops`. Only the control bytes are written now;
+    /// the entries' pages become resident as shops fill them.
+    pub(super) fn with_capacity(shops: usize) -> ShopMap {
+        let mut map = ShopMap::default();
+        if shops == 0 {
+            return map;
+        }
+        let share = shops.div_ceil(SHARDS);
+        let per_table = share + 4 * share.isqrt() + 16;
+        for table in map.tables.iter_mut() {
+            *table = HashTable::with_capacity(per_table);
+        }
+        map
+    }
+
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -295,6 +313,23 @@ mod tests {
     use crate::engine::scope::{Layout, ScopeState};
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// A map sized for `n` shops takes `n` shops (ids of the usual shape)
+    /// without any table growing; 229,376 is 64 tables of exactly 7/8 of
+    /// 4,096 slots, where a table sized for its even share alone would grow.
+    #[test]
+    fn a_map_sized_for_n_shops_never_grows_below_n() {
+        for n in [1, 1_000, 229_376] {
+            let mut map = ShopMap::with_capacity(n);
+            let capacity = map.capacity();
+            for i in 0..n {
+                map.get_or_insert_with(&format!("shop-{i:07}"), || state(0));
+            }
+            assert_eq!(map.len(), n);
+            assert_eq!(map.capacity(), capacity, "{n} shops grew a table");
+        }
+        assert_eq!(ShopMap::with_capacity(0).capacity(), 0);
+    }
 
     /// A slot is one aligned pair of cache lines: a field added to a shop's
     /// state that grows it past 128 bytes puts a third line on every lookup.

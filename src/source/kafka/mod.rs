@@ -221,7 +221,10 @@ pub fn run_worker(
                 .map_err(SourceError::Producer)?,
         )
     };
-    let mut pipeline = Pipeline::new(cfg.engine_config(), cfg.rule_book())
+    let mut engine_cfg = cfg.engine_config();
+    // Each worker holds the shops of its own partitions: its share of them.
+    engine_cfg.expected_shops = engine_cfg.expected_shops.div_ceil(cfg.worker_count());
+    let mut pipeline = Pipeline::new(engine_cfg, cfg.rule_book())
         .with_top_k(cfg.top_k_config())
         .with_visit_budget(crate::pipeline::VISIT_BUDGET);
     if opts.team.merged() {
