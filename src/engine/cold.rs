@@ -134,13 +134,17 @@ impl Cold {
         out
     }
 
-    /// One ring per window, holding what this list holds.
+    /// One ring per window, holding what this list holds: each built from
+    /// its cells at once (already sorted, one per bucket and counter),
+    /// rather than by one add per cell.
     pub fn to_rings(&self, layout: &Layout) -> Box<[Ring]> {
-        let mut rings: Box<[Ring]> = (0..layout.steps.len())
-            .map(|w| Ring::new(layout.lens[w] as usize, layout.slack[w], self.head(layout, w)))
-            .collect();
-        self.add_into(layout, &mut rings);
-        rings
+        (0..layout.steps.len())
+            .map(|w| {
+                let cells = self.ring_cells(layout, w).into_iter();
+                let cells = cells.map(|(bucket, field, value)| Cell { value, bucket, field }).collect();
+                Ring::from_cells(layout.lens[w] as usize, layout.slack[w], self.head(layout, w), cells)
+            })
+            .collect()
     }
 
     /// Adds what this list holds into `rings`, one per window.

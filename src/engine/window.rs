@@ -442,22 +442,33 @@ impl Ring {
     /// behind its head; `None` when the cells are not sorted, not inside the
     /// ring, or name a counter that does not exist.
     pub fn restore(len: usize, slack: usize, s: &RingSnapshot) -> Option<Ring> {
-        let mut ring = Ring::new(len, slack, s.head);
-        let oldest = s.head - ring.cap as i64 + 1;
+        let oldest = s.head - (len + slack) as i64 + 1;
         let mut prev = 0u32;
+        let mut cells = Vec::with_capacity(s.cells.len());
         for &(bucket, field, value) in &s.cells {
             if bucket < prev || (bucket as i64) < oldest || bucket as i64 > s.head || field as usize >= NF {
                 return None;
             }
             prev = bucket;
-            ring.cells.push(Cell { value, bucket, field });
+            cells.push(Cell { value, bucket, field });
         }
+        Some(Ring::from_cells(len, slack, s.head, cells))
+    }
+
+    /// A ring whose head is `head`, holding `cells`: sorted by bucket, at
+    /// most one per bucket and counter, none in a bucket the ring has
+    /// dropped or past its head (a snapshot checked by [`Ring::restore`], a
+    /// cold list's cells). Built at once, where an add per cell searched
+    /// and grew the vector each time.
+    pub(super) fn from_cells(len: usize, slack: usize, head: i64, cells: Vec<Cell>) -> Ring {
+        let mut ring = Ring::new(len, slack, head);
+        ring.cells = cells;
         if ring.cells.len() > ring.cap as usize * DENSE_CELLS_PER_BUCKET {
             ring.densify();
         } else if ring.cells.len() > HOT_CELLS {
             ring.heat();
         }
-        Some(ring)
+        ring
     }
 
     /// Adds every cell of this ring into `other` (a ring of the same window).
