@@ -71,8 +71,9 @@ pub struct EngineConfig {
     /// At most this many event ids are remembered for dedup.
     pub dedup_capacity: usize,
     /// Shops the shop tables are sized for at start (0: they grow as shops
-    /// come). Sized tables never grow, so the first sight of a shop never
-    /// waits for a table to move its entries.
+    /// come). Sized tables never grow, and their pages are written at start,
+    /// so the first sight of a shop never waits for a table to move its
+    /// entries or for the kernel to supply a page.
     pub expected_shops: usize,
 }
 
@@ -117,6 +118,11 @@ pub struct ShopState {
 }
 
 impl ShopState {
+    /// A shop with nothing folded (what fills a sized map's pages, `shops.rs`).
+    fn empty() -> ShopState {
+        ShopState { category: 0, shard: 0, scope: ScopeState::empty(), pending_until: None, pending_in: 0 }
+    }
+
     pub fn category_id(&self) -> u32 {
         self.category
     }

@@ -94,6 +94,11 @@ impl ScopeState {
         ScopeState(Body::Warm(warm))
     }
 
+    /// A cold scope holding nothing (on the heap or off it).
+    pub(super) fn empty() -> ScopeState {
+        ScopeState(Body::Cold(Cold::new(0)))
+    }
+
     /// The scope's rings, given to it first if it is cold.
     fn warm(&mut self, layout: &Layout) -> &mut Warm {
         if let Body::Cold(cold) = &self.0 {
