@@ -4,6 +4,7 @@
 //! is accounted for and every figure is reported).
 
 use std::process::Command;
+use std::time::Duration;
 
 use peakguard::bench::{self, Workload};
 use peakguard::codec::SchemaStore;
@@ -58,11 +59,41 @@ fn in_process_runs_account_for_every_record() {
     let full = bench::hot::full_speed(&w.records, &store, &cfg, 500);
     assert_eq!((full.records, full.stats.folded, full.undecodable), (w.records.len() as u64, full.records, 0));
     assert_eq!(full.shops, 2_000);
-    let paced = bench::hot::paced(&w.records, &store, &cfg, 500, 200_000.0);
+    // The warm-up ends with the batch of 500 in which the 1,980th shop
+    // (99% of 2,000) first appears.
+    let mut seen = std::collections::HashSet::new();
+    let nth = w.records.iter().position(|r| seen.insert(r.key.clone()) && seen.len() == 1_980).unwrap();
+    assert_eq!(full.warm_up.0, ((nth / 500 + 1) * 500).min(w.records.len()) as u64);
+    assert!(full.warm_up.1 <= full.elapsed);
+    let after = full.warm_up.0 as usize;
+    let schedule = bench::hot::Schedule { after, warm_rate: 100_000.0, rate: 200_000.0 };
+    let paced = bench::hot::paced(&w.records, &store, &cfg, 500, schedule);
     assert_eq!(paced.fold_us.len(), w.records.len() as u64);
+    assert_eq!(paced.fold_after_us.len(), (w.records.len() - after) as u64);
     // Open loop: the run cannot end before the last record has arrived.
-    let last_arrival = (w.records.len() - 1) as f64 / 200_000.0;
+    let last_arrival = schedule.arrival(w.records.len() - 1).as_secs_f64();
+    let last = w.records.len() - 1;
+    let expected = last.min(after) as f64 / 100_000.0 + last.saturating_sub(after) as f64 / 200_000.0;
+    assert!((last_arrival - expected).abs() < 1e-6, "{last_arrival} s, not {expected} s");
     assert!(paced.elapsed.as_secs_f64() >= last_arrival, "{:?} < {last_arrival} s", paced.elapsed);
+}
+
+/// A paced run's records arrive at one rate through the warm-up and at
+/// another after it, and `arrived` counts exactly the records whose
+/// arrival time has come.
+#[test]
+fn a_schedule_counts_the_records_that_have_arrived() {
+    let s = bench::hot::Schedule { after: 1_000, warm_rate: 1_000.0, rate: 4_000.0 };
+    assert_eq!(s.arrival(0), Duration::ZERO);
+    assert_eq!(s.arrival(1_000), Duration::from_secs(1));
+    assert_eq!(s.arrival(5_000), Duration::from_secs(2));
+    for i in [0, 1, 999, 1_000, 1_001, 4_999, 5_000] {
+        let at = s.arrival(i);
+        assert_eq!(s.arrived(at), i + 1, "at the arrival of record {i}");
+        if i > 0 {
+            assert_eq!(s.arrived(at - Duration::from_nanos(1)), i, "just before record {i}");
+        }
+    }
 }
 
 /// The in-process cluster keeps 100,000 records a partition: a workload that

@@ -284,6 +284,14 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
         full.undecodable,
         full.alerts
     );
+    let (after_records, after_elapsed) = full.after_warm_up();
+    let _ = writeln!(
+        out,
+        "  warm-up      {:.0} events/s over the first {} records (until 99% of the shops were held); {:.0} events/s after",
+        rate(full.warm_up.0, full.warm_up.1),
+        full.warm_up.0,
+        rate(after_records, after_elapsed)
+    );
     if let (Some(rss), Some(growth)) = (full.rss, full.rss_growth) {
         let _ = writeln!(
             out,
@@ -295,15 +303,29 @@ pub async fn run(opts: BenchOptions, cfg: Config, store: Arc<SchemaStore>) -> Re
         );
     }
 
-    let offered = max_rate * opts.load.clamp(0.01, 1.0);
-    eprintln!("in-process, paced at {offered:.0} events/s ...");
+    // Each part of the run at the same fraction of what it took at full speed.
+    let load = opts.load.clamp(0.01, 1.0);
+    let schedule = hot::Schedule {
+        after: full.warm_up.0 as usize,
+        warm_rate: rate(full.warm_up.0, full.warm_up.1) * load,
+        rate: if after_records > 0 { rate(after_records, after_elapsed) * load } else { max_rate * load },
+    };
+    eprintln!("in-process, paced at {:.0} events/s, then {:.0} ...", schedule.warm_rate, schedule.rate);
     let (r, s, c) = (in_process.clone(), store.clone(), cfg.clone());
     drop(in_process);
-    let paced = tokio::task::spawn_blocking(move || hot::paced(&r, &s, &c, batch, offered))
+    let paced = tokio::task::spawn_blocking(move || hot::paced(&r, &s, &c, batch, schedule))
         .await
         .map_err(|e| BenchError::Broker(format!("the bench thread failed: {e}")))?;
-    let _ = writeln!(out, "  latency at {:.0} events/s offered ({:.2} s):", paced.rate, paced.elapsed.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "  latency at {:.0}% load: {:.0} events/s offered in the warm-up, {:.0} after ({:.2} s):",
+        load * 100.0,
+        paced.schedule.warm_rate,
+        paced.schedule.rate,
+        paced.elapsed.as_secs_f64()
+    );
     let _ = writeln!(out, "    arrival -> fold   {}", percentiles(&paced.fold_us));
+    let _ = writeln!(out, "      after warm-up   {}", percentiles(&paced.fold_after_us));
     let _ = writeln!(out, "    arrival -> alert  {}", percentiles(&paced.alert_us));
 
     if let Some(brokers) = opts.broker {
