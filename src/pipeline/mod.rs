@@ -73,12 +73,21 @@ pub struct Pipeline {
     scope_share: Option<ScopeShare>,
 }
 
+/// Whether rule `r` is a shop rule of window `w`.
+fn is_shop_rule_of(rules: &RuleSet, r: usize, w: usize) -> bool {
+    let rule = &rules.rules()[r];
+    rule.window == w && rule.scope == Scope::Shop
+}
+
 /// One window's evaluation of its pending shops at the bucket ends
 /// `from..=end` (see `engine/pending.rs`).
 struct Round {
     from: i64,
     end: i64,
-    /// Shops visited, when some alert is active (for `evaluate_unseen`).
+    /// Shops visited whose alert of this window's shop rules is active
+    /// after the visit (for `evaluate_unseen`, which evaluates the active
+    /// ones not visited). Only those: a set of every shop visited cost an
+    /// allocation a visit whenever any alert was active anywhere.
     seen: HashSet<Box<str>>,
 }
 
@@ -405,8 +414,7 @@ impl Pipeline {
             let left = self.engine.drain_round(w, budget, |shop_id, category, shop, cat, newest| {
                 visited += 1;
                 for r in 0..rules.rules().len() {
-                    let rule = &rules.rules()[r];
-                    if rule.window != w || rule.scope != Scope::Shop {
+                    if !is_shop_rule_of(rules, r, w) {
                         continue;
                     }
                     for k in from..=end {
@@ -419,7 +427,9 @@ impl Pipeline {
                     }
                 }
                 topk.offer(shop_id, shop, w, end);
-                if track_seen {
+                if track_seen
+                    && (0..rules.rules().len()).any(|r| is_shop_rule_of(rules, r, w) && rules.is_active(r, shop_id))
+                {
                     seen.insert(shop_id.into());
                 }
                 // Pending for this window until it has evaluated the newest bucket.

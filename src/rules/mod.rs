@@ -170,6 +170,11 @@ impl RuleSet {
         self.active.len()
     }
 
+    /// Whether rule `r` is pending or firing for `key`.
+    pub fn is_active(&self, r: usize, key: &str) -> bool {
+        self.active.contains_key(&KeyRef(r, key))
+    }
+
     pub fn firing_count(&self) -> usize {
         self.firing().count()
     }
