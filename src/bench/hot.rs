@@ -13,8 +13,8 @@
 //!   what [`full_speed`] measured for that part: a load of 80% of the
 //!   whole run's average would be more than the warm-up can take, and its
 //!   backlog would be all the latency measured). A record that arrives
-//!   while the processor is busy waits, and that wait counts. Latency from arrival to
-//!   fold per record, and from arrival to alert for every alert, measured
+//!   while the processor is busy waits, and that wait counts. Latency from
+//!   arrival to fold per record, and from arrival to alert for every alert, measured
 //!   from the arrival of the oldest record of the batch whose tick emitted
 //!   it (an upper bound: the record that moved event time may be later in
 //!   the batch).

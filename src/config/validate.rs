@@ -166,7 +166,7 @@ impl Config {
                 "engine.expected_shops",
                 e.expected_shops,
                 "must be at most 20000000 (the tables would reserve over 5 GiB)",
-                "set the shops you expect at peak, e.g. 1000000 (about 260 MB of tables), or 0 to grow as shops come",
+                "set the shops you expect at peak, e.g. 1000000 (about 256 MB of tables), or 0 to grow as shops come",
             ));
         }
         if e.max_future < Duration::from_secs(1) {

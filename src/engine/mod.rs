@@ -118,11 +118,6 @@ pub struct ShopState {
 }
 
 impl ShopState {
-    /// A shop with nothing folded (what fills a sized map's pages, `shops.rs`).
-    fn empty() -> ShopState {
-        ShopState { category: 0, shard: 0, scope: ScopeState::empty(), pending_until: None, pending_in: 0 }
-    }
-
     pub fn category_id(&self) -> u32 {
         self.category
     }

@@ -24,6 +24,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use super::prefetch::{prefetch_lines, Probe};
+use super::scope::ScopeState;
 use super::ShopState;
 
 const SHARDS: usize = 64;
@@ -169,6 +170,13 @@ fn hash_bytes(key: &[u8]) -> u64 {
 #[inline]
 fn table_of(h: u64) -> usize {
     ((h >> 40) as usize) & (SHARDS - 1)
+}
+
+impl ShopState {
+    /// A shop with nothing folded (what fills a sized map's pages).
+    fn empty() -> ShopState {
+        ShopState { category: 0, shard: 0, scope: ScopeState::empty(), pending_until: None, pending_in: 0 }
+    }
 }
 
 impl Default for ShopMap {
