@@ -189,7 +189,6 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
     let mut p = new_pipeline(cfg, records);
     let (mut fold_us, mut fold_after_us, mut alert_us) = (histogram(), histogram(), histogram());
     let mut alerts = Vec::new();
-    let arrival = |i: usize| schedule.arrival(i);
     let n = records.len();
     let mut buf = Event::buffer();
     let start = Instant::now();
@@ -199,7 +198,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         // Records 0..arrived have arrived by now.
         let arrived = schedule.arrived(now).min(n);
         if arrived <= i {
-            let wait = arrival(i).saturating_sub(now);
+            let wait = schedule.arrival(i).saturating_sub(now);
             if wait > Duration::from_micros(200) {
                 std::thread::sleep(wait - Duration::from_micros(100));
             } else {
@@ -213,7 +212,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         let mut early = None;
         for (j, r) in arrived_batch.iter().enumerate() {
             early = ingest(&mut p, store, (r, early.take()), arrived_batch.get(j + 1), &mut buf, proc_now).1;
-            let waited = start.elapsed().saturating_sub(arrival(i + j)).as_micros().max(1) as u64;
+            let waited = start.elapsed().saturating_sub(schedule.arrival(i + j)).as_micros().max(1) as u64;
             let _ = fold_us.record(waited);
             if i + j >= schedule.after {
                 let _ = fold_after_us.record(waited);
@@ -223,7 +222,7 @@ pub fn paced(records: &[Record], store: &SchemaStore, cfg: &Config, batch: usize
         p.tick(proc_now, &mut alerts);
         p.work(&mut alerts);
         if alerts.len() > before {
-            let waited = start.elapsed().saturating_sub(arrival(i));
+            let waited = start.elapsed().saturating_sub(schedule.arrival(i));
             for _ in before..alerts.len() {
                 let _ = alert_us.record(waited.as_micros().max(1) as u64);
             }

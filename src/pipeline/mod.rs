@@ -73,12 +73,6 @@ pub struct Pipeline {
     scope_share: Option<ScopeShare>,
 }
 
-/// Whether rule `r` is a shop rule of window `w`.
-fn is_shop_rule_of(rules: &RuleSet, r: usize, w: usize) -> bool {
-    let rule = &rules.rules()[r];
-    rule.window == w && rule.scope == Scope::Shop
-}
-
 /// One window's evaluation of its pending shops at the bucket ends
 /// `from..=end` (see `engine/pending.rs`).
 struct Round {
@@ -413,8 +407,10 @@ impl Pipeline {
             // newest bucket: its rules read nothing else new.
             let left = self.engine.drain_round(w, budget, |shop_id, category, shop, cat, newest| {
                 visited += 1;
+                let mut active = false;
                 for r in 0..rules.rules().len() {
-                    if !is_shop_rule_of(rules, r, w) {
+                    let rule = &rules.rules()[r];
+                    if rule.window != w || rule.scope != Scope::Shop {
                         continue;
                     }
                     for k in from..=end {
@@ -425,11 +421,10 @@ impl Pipeline {
                             out.push(a);
                         }
                     }
+                    active = active || (track_seen && rules.is_active(r, shop_id));
                 }
                 topk.offer(shop_id, shop, w, end);
-                if track_seen
-                    && (0..rules.rules().len()).any(|r| is_shop_rule_of(rules, r, w) && rules.is_active(r, shop_id))
-                {
+                if active {
                     seen.insert(shop_id.into());
                 }
                 // Pending for this window until it has evaluated the newest bucket.
