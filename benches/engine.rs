@@ -1,12 +1,15 @@
 //! Criterion benches of the window engine: folding pre-decoded events (hot
 //! shops, and spread over 1M shops; `_live`: the watermark moving as in the
 //! pipeline; `_prefetch`: each event's shop and dedup lookups prefetched a
-//! few events ahead) and reading every window of one shop.
+//! few events ahead; `_cached`: each event in the cache when it is folded,
+//! as the pipeline folds the event it has just decoded) and reading every
+//! window of one shop.
 //! Run: `cargo bench --bench engine`.
 
 mod common;
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use peakguard::engine::window::bucket_of;
@@ -35,6 +38,56 @@ fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
     engine
 }
 
+/// Reads what a fold reads first of each event, and nothing else.
+fn read_events(events: &[peakguard::event::Event]) -> u64 {
+    let mut sum = 0u64;
+    for e in events {
+        let last = |s: &str| s.as_bytes().last().copied().unwrap_or(0) as u64;
+        sum = sum.wrapping_add(e.event_time as u64 ^ last(&e.shop_id) ^ last(&e.event_id) ^ last(&e.category));
+        sum = sum.wrapping_add(e.kind() as u64);
+    }
+    black_box(sum)
+}
+
+/// Events copied at a time by [`fold_live_cached`]: about 70 KB of events
+/// and their ids, which the copy leaves in the cache.
+const CACHED_EVENTS: usize = 256;
+
+/// [`fold_live`], timing only the folds and watermark moves, of events
+/// copied into the cache (untimed) [`CACHED_EVENTS`] at a time. The pipeline
+/// folds each event right after decoding it into a reused buffer, so its
+/// events are always in the cache; 1M pre-decoded events (about 270 bytes
+/// each with their ids) are not, and reading them from memory alone takes
+/// about 22 ns an event here (BENCHMARKS.md, session 15), a third of a hot
+/// fold.
+fn fold_live_cached(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Duration {
+    let mut engine = Engine::new(cfg.clone());
+    engine.watermark_mut().assign(SourceId(0), 0);
+    let mut timed = Duration::ZERO;
+    // Copied into the same strings each time (as the pipeline decodes into
+    // a reused event), so the copies allocate nothing among the engine's state.
+    let mut copy: Vec<peakguard::event::Event> = Vec::new();
+    for chunk in events.chunks(common::TICK_EVERY) {
+        for part in chunk.chunks(CACHED_EVENTS) {
+            if copy.len() == part.len() {
+                copy.clone_from_slice(part);
+            } else {
+                copy = part.to_vec();
+            }
+            let start = Instant::now();
+            for e in &copy {
+                black_box(engine.fold(SourceId(0), e, 0));
+            }
+            timed += start.elapsed();
+        }
+        let start = Instant::now();
+        engine.update_watermark(0);
+        timed += start.elapsed();
+    }
+    black_box(engine.shop_count());
+    timed
+}
+
 /// [`fold_live`] with each event's lookups prefetched [`PREFETCH_AHEAD`]
 /// events ahead (see [`common::fold_prefetching`]).
 fn fold_live_prefetch(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
@@ -61,6 +114,12 @@ fn fold(c: &mut Criterion) {
     // The worst case for dedup: no watermark moves, so it fills to its capacity.
     g.bench_function("hot_shops_8", |b| b.iter_batched(|| (), |_| fold_all(&cfg, &hot), BatchSize::PerIteration));
     g.bench_function("hot_shops_8_live", |b| b.iter_batched(|| (), |_| fold_live(&cfg, &hot), BatchSize::PerIteration));
+    // What reading the pre-decoded events alone costs: the fields a fold
+    // reads first (time, ids, category, kind), from memory, and nothing else.
+    g.bench_function("hot_shops_8_read_only", |b| b.iter(|| read_events(&hot)));
+    g.bench_function("hot_shops_8_live_cached", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| fold_live_cached(&cfg, &hot)).sum())
+    });
     let mut no_dedup = cfg.clone();
     no_dedup.dedup_capacity = 1;
     g.bench_function("hot_shops_8_dedup_1", |b| {
@@ -72,6 +131,9 @@ fn fold(c: &mut Criterion) {
     g.bench_function("zipf_1m_shops", |b| b.iter_batched(|| (), |_| fold_all(&cfg, &spread), BatchSize::PerIteration));
     g.bench_function("zipf_1m_shops_live", |b| {
         b.iter_batched(|| (), |_| fold_live(&cfg, &spread), BatchSize::PerIteration)
+    });
+    g.bench_function("zipf_1m_shops_live_cached", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| fold_live_cached(&cfg, &spread)).sum())
     });
     g.bench_function("zipf_1m_shops_live_prefetch", |b| {
         b.iter_batched(|| (), |_| fold_live_prefetch(&cfg, &spread), BatchSize::PerIteration)
