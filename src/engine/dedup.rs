@@ -145,8 +145,10 @@ impl Dedup {
             return false;
         }
         let index = slot.insert(h).bucket_index();
-        // The insert may have moved the table.
-        self.current_probe = Probe::learn(&self.current, index);
+        // The table moves when it grows (in `entry`, before the insert).
+        if !self.current_probe.still_fits(&self.current) {
+            self.current_probe = Probe::learn(&self.current, index);
+        }
         self.current_newest = self.current_newest.max(event_time);
         true
     }
