@@ -238,6 +238,7 @@ impl Deltas {
     }
 
     /// What `e` contributes. Steps that no metric counts give no deltas.
+    #[inline]
     pub fn of(e: &Event) -> Deltas {
         let mut d = Deltas::default();
         match &e.body {
