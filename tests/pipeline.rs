@@ -269,6 +269,61 @@ fn top_k_off_gives_no_lists() {
     assert!(!on.top_k().is_empty(), "with k > 0 the lists are there");
 }
 
+/// The top-K lists hold the best shops of all, not only of the candidates
+/// kept along the way: 300 shops (more than the 16 K candidates a list
+/// holds before it trims) with refund rates spread over 0-40%, offered as
+/// the rules visit them over five minutes, against every shop ranked by the
+/// same bound from its own windows. Candidates updated in place (a shop
+/// offered again) and newcomers above the floor both go through here.
+#[test]
+fn top_k_lists_are_the_best_shops_of_all() {
+    use peakguard::rules::{stats, Metric};
+    let cfg = TopKConfig::default();
+    let mut p = pipeline().with_top_k(cfg.clone());
+    p.assign(ORDERS, 0);
+    let mut alerts = Vec::new();
+    let mut n = 0;
+    for m in 0..5i64 {
+        for shop in 0..300usize {
+            // 12 events a minute; shop s refunds (s * 7) % 41 in 100 of them.
+            for i in 0..12usize {
+                let refund = (n * 13 + shop) % 100 < (shop * 7) % 41;
+                let t = T0 + m * MINUTE + (shop * 12 + i) as i64 * 10;
+                p.ingest(ORDERS, &ev(&format!("s{shop:03}"), n, t, refund), 0);
+                n += 1;
+            }
+        }
+        p.tick(0, &mut alerts);
+    }
+    p.finish(&mut alerts);
+    let lists = p.top_k();
+    let windows = Config::with_defaults().engine_config().windows;
+    let mut checked = 0;
+    for list in &lists {
+        let Some(metric) = Metric::ALL.iter().copied().find(|m| m.name() == list.metric) else { continue };
+        if metric != Metric::RefundRate {
+            continue;
+        }
+        let w = windows.iter().position(|x| x.name == list.window).expect("a configured window");
+        let k = list.window_end / windows[w].step_ms - 1;
+        let mut all: Vec<(f64, String)> = p
+            .engine()
+            .shops()
+            .filter_map(|(id, view)| {
+                let (num, den) = metric.ratio(&view.read(w, k));
+                (den >= cfg.min_denominator && num > 0)
+                    .then(|| (stats::wilson_lower_bound(num, den, cfg.z), id.to_string()))
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        all.truncate(cfg.k);
+        let got: Vec<(f64, String)> = list.entries.iter().map(|e| (e.wilson_lower_bound, e.shop_id.clone())).collect();
+        assert_eq!(got, all, "{} over {}", list.metric, list.window);
+        checked += 1;
+    }
+    assert_eq!(checked, windows.len(), "a refund-rate list per window");
+}
+
 mod visit_budget {
     use super::*;
     use proptest::prelude::*;

@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::engine::{Engine, ScopeView};
+use crate::engine::{Counts, Engine, ScopeView};
 use crate::rules::{stats, Metric};
 
 /// Which (metric, window) pairs to rank, and how.
@@ -80,12 +80,22 @@ pub struct TopK {
     /// Per list: the bound a newcomer must beat once the list is full.
     floor: Vec<f64>,
     windows: usize,
+    /// The offered shop's counts, read into the same buffer each time: a
+    /// fresh `Counts` cost a zeroing and a copy of its 576 bytes per offer,
+    /// and a rule round offers every shop it visits.
+    scratch: Counts,
 }
 
 impl TopK {
     pub fn new(cfg: TopKConfig, windows: usize) -> TopK {
         let lists = if cfg.k == 0 { 0 } else { cfg.metrics.len() * windows };
-        TopK { cfg, candidates: vec![FxHashMap::default(); lists], floor: vec![0.0; lists], windows }
+        TopK {
+            cfg,
+            candidates: vec![FxHashMap::default(); lists],
+            floor: vec![0.0; lists],
+            windows,
+            scratch: Counts::default(),
+        }
     }
 
     fn bound(&self, metric: Metric, view: ScopeView<'_>, w: usize, k: i64) -> Option<(u64, u64, f64)> {
@@ -109,20 +119,24 @@ impl TopK {
         if self.candidates.is_empty() || w >= self.windows {
             return;
         }
-        let counts = view.read(w, end);
-        for (m, metric) in self.cfg.metrics.iter().enumerate() {
-            let list = m * self.windows + w;
-            let (num, den) = metric.ratio(&counts);
-            if den < self.cfg.min_denominator || num == 0 {
+        view.read_to(w, end, &mut self.scratch);
+        let TopK { cfg, candidates, floor, windows, scratch } = self;
+        for (m, metric) in cfg.metrics.iter().enumerate() {
+            let list = m * *windows + w;
+            let (num, den) = metric.ratio(scratch);
+            if den < cfg.min_denominator || num == 0 {
                 continue;
             }
-            let bound = stats::wilson_lower_bound(num, den, self.cfg.z);
-            let cands = &mut self.candidates[list];
-            if bound > self.floor[list] || cands.contains_key(shop_id) || cands.len() < 2 * self.cfg.k {
+            let bound = stats::wilson_lower_bound(num, den, cfg.z);
+            let cands = &mut candidates[list];
+            // A candidate's bound is updated in place (no new key).
+            if let Some(b) = cands.get_mut(shop_id) {
+                *b = bound;
+            } else if bound > floor[list] || cands.len() < 2 * cfg.k {
                 cands.insert(shop_id.into(), bound);
             }
-            if cands.len() > 16 * self.cfg.k {
-                self.floor[list] = trim(cands, self.cfg.k);
+            if cands.len() > 16 * cfg.k {
+                floor[list] = trim(cands, cfg.k);
             }
         }
     }

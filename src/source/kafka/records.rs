@@ -151,7 +151,6 @@ impl Worker<'_> {
         decoded: Result<(), codec::DecodeError>,
         counters: &crate::metrics::EventCounters,
     ) {
-        let (topic, partition) = (msg.topic(), msg.partition());
         match decoded {
             Ok(()) => {
                 let fold = self.pipeline.ingest(source, event, self.proc_now());
@@ -188,6 +187,9 @@ impl Worker<'_> {
                 let reason = e.reason();
                 self.metrics.decode_errors.with_label_values(&[reason]).inc();
                 if let Some(suppressed) = self.limiter.allow(reason, Instant::now()) {
+                    // The topic's name is read here only: each read of it
+                    // measures and checks the C string anew.
+                    let (topic, partition) = (msg.topic(), msg.partition());
                     warn!(reason, error = %e, topic, partition, offset = msg.offset(), suppressed, "undecodable record");
                 }
                 self.dead_letter(msg, reason, &e.to_string());
