@@ -160,6 +160,7 @@ fn bench_command_reports_every_figure() {
         format!("({records} records in"),
         format!("{records} folded, 0 undecodable"),
         "bytes/shop".to_string(),
+        "shop tables: grow as shops arrive".to_string(),
         "arrival -> fold   p50".to_string(),
         format!("produced     {records} records"),
         "raw consume".to_string(),

@@ -420,5 +420,10 @@ pub fn describe(records: &Records, cfg: &Config) -> String {
         windows.join(", "),
         cfg.rules.len()
     );
+    // Sized tables change the warm-up and its latency most (BENCHMARKS.md).
+    let _ = match cfg.engine.expected_shops {
+        0 => writeln!(out, "shop tables: grow as shops arrive (engine.expected_shops not set)"),
+        n => writeln!(out, "shop tables: sized at start for {n} shops (engine.expected_shops)"),
+    };
     out
 }
