@@ -15,9 +15,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use peakguard::engine::window::bucket_of;
 use peakguard::engine::{Counts, Engine, EngineConfig, SourceId};
 
-fn fold_all(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
+/// An engine of `cfg` with its one source (`SourceId(0)`) assigned.
+fn engine_reading_one_source(cfg: &EngineConfig) -> Engine {
     let mut engine = Engine::new(cfg.clone());
     engine.watermark_mut().assign(SourceId(0), 0);
+    engine
+}
+
+fn fold_all(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
+    let mut engine = engine_reading_one_source(cfg);
     for e in events {
         black_box(engine.fold(SourceId(0), e, 0));
     }
@@ -27,8 +33,7 @@ fn fold_all(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
 /// As the pipeline folds: the watermark moves (and dedup forgets the ids it
 /// passed by the horizon) every [`common::TICK_EVERY`] events.
 fn fold_live(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
-    let mut engine = Engine::new(cfg.clone());
-    engine.watermark_mut().assign(SourceId(0), 0);
+    let mut engine = engine_reading_one_source(cfg);
     for chunk in events.chunks(common::TICK_EVERY) {
         for e in chunk {
             black_box(engine.fold(SourceId(0), e, 0));
@@ -61,8 +66,7 @@ const CACHED_EVENTS: usize = 256;
 /// about 22 ns an event here (BENCHMARKS.md, session 15), a third of a hot
 /// fold.
 fn fold_live_cached(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Duration {
-    let mut engine = Engine::new(cfg.clone());
-    engine.watermark_mut().assign(SourceId(0), 0);
+    let mut engine = engine_reading_one_source(cfg);
     let mut timed = Duration::ZERO;
     // Copied into the same strings each time (as the pipeline decodes into
     // a reused event), so the copies allocate nothing among the engine's state.
@@ -91,8 +95,7 @@ fn fold_live_cached(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> D
 /// [`fold_live`] with each event's lookups prefetched [`PREFETCH_AHEAD`]
 /// events ahead (see [`common::fold_prefetching`]).
 fn fold_live_prefetch(cfg: &EngineConfig, events: &[peakguard::event::Event]) -> Engine {
-    let mut engine = Engine::new(cfg.clone());
-    engine.watermark_mut().assign(SourceId(0), 0);
+    let mut engine = engine_reading_one_source(cfg);
     for chunk in events.chunks(common::TICK_EVERY) {
         common::fold_prefetching(&mut engine, chunk, PREFETCH_AHEAD);
         engine.update_watermark(0);
