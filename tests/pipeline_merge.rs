@@ -110,7 +110,7 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
         for (i, p) in parts.iter_mut().enumerate() {
-            merge.status(i, p.watermark().is_some(), false, b);
+            merge.status(i, p.holds_merge(0), false, b);
             if let Some(share) = p.take_scope_share() {
                 merge.offer(i, share, b);
             }
@@ -189,8 +189,10 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
     Ok(whole_scopes.values().flatten().count())
 }
 
-/// A worker that has no watermark yet holds nothing back, and one that
-/// lags holds the merge back until it catches up.
+/// A worker whose partition has not produced its first record holds the
+/// merge back until it does or reaches the end of its log (with nothing to
+/// read, it holds nothing back), and one that lags holds the merge back
+/// until it catches up.
 #[test]
 fn a_lagging_worker_holds_the_merge_back() {
     let cfg = config();
@@ -205,11 +207,18 @@ fn a_lagging_worker_holds_the_merge_back() {
         }
         parts[0].tick(0, &mut out);
     }
-    merge.status(1, parts[1].watermark().is_some(), false, &mut out);
+    assert!(parts[1].holds_merge(0), "worker 1 awaits its partition's first record");
+    merge.status(1, parts[1].holds_merge(0), false, &mut out);
     let share = parts[0].take_scope_share().expect("buckets completed");
     merge.offer(0, share, &mut out);
+    assert!(out.is_empty(), "worker 1's share may yet come: {out:?}");
+    assert!(merge.rules().counts_by_rule().iter().all(|&c| c == (0, 0)), "nothing pending: nothing evaluated");
+    // Its partition turns out to be empty: it holds nothing back.
+    parts[1].caught_up(SourceId(0));
+    assert!(!parts[1].holds_merge(0));
+    merge.status(1, parts[1].holds_merge(0), false, &mut out);
     let fired: Vec<&str> = out.iter().map(|a| a.scope.as_str()).collect();
-    assert_eq!(fired, ["category", "platform"], "worker 1 has no watermark, so it holds nothing back");
+    assert_eq!(fired, ["category", "platform"], "worker 1 has nothing to read, so it holds nothing back");
     // Worker 1 now has a watermark far behind: the next buckets wait for it.
     out.clear();
     parts[1].ingest(SourceId(0), &ev(7, "home", n, T0 + MINUTE, false), 0);
@@ -273,4 +282,72 @@ fn a_jumping_worker_skips_rather_than_pages_on_part_of_a_sum() {
     assert_eq!(merge.late_reads(), 0);
     // The shop rule, which each worker keeps, did page worker 0's shop.
     assert!(out.iter().any(|a| a.scope == "shop" && a.shop_id == "shop-0"));
+}
+
+/// A worker whose partition is first heard from when the other has read
+/// nine minutes (the other's first fetch came back first, with all of its
+/// records): the merge waits for it, as one pipeline's first watermark
+/// waits for that partition, so the other worker's "home" share, at a 30%
+/// refund rate alone and 5% with the late worker's orders, never pages on
+/// its own. The bucket ends before the late worker's first reads are ones
+/// that one pipeline does not evaluate either: not counted as skipped.
+#[test]
+fn a_worker_heard_from_late_holds_the_merge_and_skips_nothing() {
+    let mut cfg = config();
+    for r in &mut cfg.rules[1..] {
+        r.for_ = std::time::Duration::ZERO;
+    }
+    let (mut parts, mut merge) = worker_pipelines(&cfg, 2);
+    let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
+    whole.assign(SourceId(0), 0);
+    whole.assign(SourceId(1), 0);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
+        for (i, p) in parts.iter_mut().enumerate() {
+            merge.status(i, p.holds_merge(0), false, b);
+            if let Some(share) = p.take_scope_share() {
+                merge.offer(i, share, b);
+            }
+        }
+    };
+    let mut n = 0;
+    // Worker 1's records, read all at once at minute 9.
+    let mut backlog = Vec::new();
+    for m in 0..14 {
+        // (worker, shop, category, time, refund)
+        let mut minute = Vec::new();
+        for i in 0..10 {
+            let t = T0 + m * MINUTE + i * 5_000;
+            minute.push((0, i as usize % 2, "home", t, i < 3));
+            backlog.push((1, 3, "toys", t, i < 5 && m >= 9));
+            backlog.extend((0..10).map(|j| (1, 2, "home", t + j * 100, false)));
+        }
+        if m >= 9 {
+            minute.append(&mut backlog);
+        }
+        for (w, shop, category, t, refund) in minute {
+            let e = ev(shop, category, n, t, refund);
+            whole.ingest(SourceId(w as u32), &e, 0);
+            parts[w].ingest(SourceId(0), &e, 0);
+            n += 1;
+        }
+        whole.tick(0, &mut a);
+        for p in &mut parts {
+            p.tick(0, &mut b);
+        }
+        hand_over(&mut parts, &mut merge, &mut b);
+    }
+    whole.finish(&mut a);
+    let last = parts.iter().filter_map(Pipeline::input_end).max();
+    for p in &mut parts {
+        p.finish_at(last, &mut b);
+    }
+    hand_over(&mut parts, &mut merge, &mut b);
+    merge.finish(&mut b);
+    let (whole_scopes, merged_scopes) = (scoped(&a), scoped(&b));
+    assert!(a.iter().any(|a| a.scope == "category" && a.category == "toys"), "toys pages: {a:#?}");
+    let home: Vec<&Alert> = b.iter().filter(|a| a.scope == "category" && a.category == "home").collect();
+    assert!(home.is_empty(), "paged on one worker's part of home: {home:#?}");
+    assert_eq!(whole_scopes, merged_scopes);
+    assert_eq!((merge.skipped(), merge.late_reads()), (0, 0));
 }

@@ -121,13 +121,23 @@ impl WatermarkTracker {
         self.current
     }
 
+    /// Whether, at processing time `proc_now`, an assigned partition that is
+    /// neither caught up nor idle has produced nothing yet: the watermark
+    /// waits for its first event (see [`WatermarkTracker::update`]).
+    pub fn awaiting_first(&self, proc_now: Millis) -> bool {
+        self.parts.iter().flatten().any(|p| p.max_event.is_none() && !p.caught_up && !self.idle(p, proc_now))
+    }
+
+    fn idle(&self, p: &PartitionClock, proc_now: Millis) -> bool {
+        proc_now - p.last_event_proc >= self.idle_timeout_ms
+    }
+
     /// Recomputes the watermark at processing time `proc_now`.
     pub fn update(&mut self, proc_now: Millis) -> Option<Millis> {
         let mut min_active: Option<Millis> = None;
         let mut any_active = false;
         for p in self.parts.iter().flatten() {
-            let idle = proc_now - p.last_event_proc >= self.idle_timeout_ms;
-            if p.caught_up || idle {
+            if p.caught_up || self.idle(p, proc_now) {
                 continue;
             }
             any_active = true;
@@ -178,7 +188,9 @@ mod tests {
         w.assign(SourceId(1), 0);
         w.observe(SourceId(0), 100_000, 1);
         assert_eq!(w.update(1), None, "partition 1 has not reported");
+        assert!(w.awaiting_first(1));
         w.caught_up(SourceId(1));
+        assert!(!w.awaiting_first(2), "caught up with nothing to read");
         assert_eq!(w.update(2), Some(99_000));
         w.observe(SourceId(1), 50_000, 3);
         assert_eq!(w.update(3), Some(99_000), "never moves back");
@@ -188,6 +200,17 @@ mod tests {
         // Partition 0 goes silent past the idle timeout.
         w.observe(SourceId(1), 130_000, 20_000);
         assert_eq!(w.update(20_000), Some(129_000));
+    }
+
+    #[test]
+    fn a_silent_partition_is_awaited_only_until_its_idle_timeout() {
+        let mut w = WatermarkTracker::new(1_000, 10_000);
+        assert!(!w.awaiting_first(0), "nothing assigned");
+        w.assign(SourceId(3), 5_000);
+        assert!(w.awaiting_first(14_999));
+        assert!(!w.awaiting_first(15_000));
+        w.observe(SourceId(3), 100_000, 6_000);
+        assert!(!w.awaiting_first(6_000), "heard from");
     }
 
     #[test]

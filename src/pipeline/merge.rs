@@ -10,18 +10,25 @@
 //! would have read.
 //!
 //! [`ScopeMerge`] sums the shares and evaluates bucket end `k` of window `w`
-//! once every worker that has a watermark has handed over `k` (the same
-//! rule a single worker follows: the watermark is the minimum over its
-//! partitions, here over all the process's partitions). A worker without
-//! partitions, or with nothing read yet, holds nothing back. Its own
-//! [`NotifyGate`] holds notifications while any worker catches up.
+//! once every active worker has handed over `k` (the same rule a single
+//! worker follows: the watermark is the minimum over its partitions, here
+//! over all the process's partitions). Nothing is evaluated until every
+//! worker has reported, and a worker is active while it has a watermark or
+//! waits for a partition's first record ([`Pipeline::holds_merge`]), as
+//! such a partition holds one pipeline's watermark back. A worker without
+//! partitions, or whose partitions had nothing to read, holds nothing back.
+//! Its own [`NotifyGate`] holds notifications while any worker catches up.
 //!
 //! A bucket end some active worker's reads skipped (its watermark jumped
 //! further than a tick reaches back, as one pipeline's does then) is skipped
 //! too, and counted: a sum without that worker's share could page falsely.
+//! One before a worker's first reads (its first watermark came later) is
+//! skipped without being counted: one pipeline, whose first watermark waits
+//! for every partition, does not evaluate it either.
 //!
 //! [`Pipeline`]: super::Pipeline
 //! [`Pipeline::with_scope_merge`]: super::Pipeline::with_scope_merge
+//! [`Pipeline::holds_merge`]: super::Pipeline::holds_merge
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -69,6 +76,9 @@ struct Progress {
     holding: bool,
     /// Per window: the last bucket end handed over.
     through: Vec<Option<i64>>,
+    /// Per window: the first bucket end its reads covered since it became
+    /// active (see [`ScopeMerge::evaluate_until`]).
+    first: Vec<Option<i64>>,
     /// Per window: the last bucket end of its input, once it has ended.
     end: Option<Vec<i64>>,
 }
@@ -113,7 +123,10 @@ impl ScopeMerge {
             evaluated: vec![None; n],
             windows,
             gate: NotifyGate::default(),
-            workers: vec![Progress { through: vec![None; n], ..Progress::default() }; workers.max(1)],
+            workers: vec![
+                Progress { through: vec![None; n], first: vec![None; n], ..Progress::default() };
+                workers.max(1)
+            ],
             pending: BTreeMap::new(),
             known: HashSet::new(),
             late_reads: 0,
@@ -180,7 +193,7 @@ impl ScopeMerge {
         p.active = active;
         p.holding = active && holding;
         if !active {
-            p.through.iter_mut().for_each(|t| *t = None);
+            p.through.iter_mut().chain(&mut p.first).for_each(|t| *t = None);
         }
         self.evaluate(out);
         self.update_hold(out);
@@ -202,6 +215,9 @@ impl ScopeMerge {
         }
         let evaluated = |w: usize, k: i64| self.evaluated.get(w).copied().flatten().is_some_and(|e| k <= e);
         for &(w, from, end) in &share.spans {
+            if let Some(first) = p.first.get_mut(w) {
+                *first = Some(first.map_or(from, |f| f.min(from)));
+            }
             for k in from..=end {
                 if !evaluated(w, k) {
                     self.pending.entry((w, k)).or_default().covered.insert(worker);
@@ -271,8 +287,16 @@ impl ScopeMerge {
         for (w, k) in due {
             let Some(due) = self.pending.remove(&(w, k)) else { continue };
             self.evaluated[w] = Some(self.evaluated[w].map_or(k, |e| e.max(k)));
-            if !required.iter().all(|i| due.covered.contains(i)) {
-                self.skipped += 1;
+            let mut missing = required.iter().filter(|&i| !due.covered.contains(i)).peekable();
+            if missing.peek().is_some() {
+                // Before a worker's first reads (its first watermark came
+                // after that bucket end, as a partition heard from late
+                // holds one pipeline's first watermark back), a bucket end
+                // is one that pipeline would not have evaluated either. After
+                // them, the worker jumped over it: counted.
+                if !missing.all(|&i| self.workers[i].first[w].is_some_and(|f| k < f)) {
+                    self.skipped += 1;
+                }
                 continue;
             }
             let end_ms = (k + 1) * self.windows[w].step_ms;

@@ -239,6 +239,14 @@ impl Pipeline {
         self.engine.watermark().current()
     }
 
+    /// Whether this worker's category and platform shares are still to
+    /// come ([`Pipeline::with_scope_merge`]): it has a watermark, or its
+    /// watermark waits for a partition's first event. Such a worker holds the
+    /// merge back, as such a partition holds one pipeline's watermark.
+    pub fn holds_merge(&self, proc_now: Millis) -> bool {
+        self.watermark().is_some() || self.engine.watermark().awaiting_first(proc_now)
+    }
+
     pub fn assign(&mut self, source: SourceId, proc_now: Millis) {
         self.engine.watermark_mut().assign(source, proc_now);
     }

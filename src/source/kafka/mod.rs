@@ -419,7 +419,24 @@ impl Worker<'_> {
         let assigned = self.sources.values().flatten().flatten().next().is_some();
         let holding = self.pipeline.gate().is_holding();
         self.view.set_ready(id, assigned.then_some(!holding));
-        self.team.status(self.pipeline.watermark().is_some(), holding);
+        self.report_status();
+    }
+
+    /// Tells the merge whether this worker holds it back
+    /// ([`Pipeline::holds_merge`]: it has a watermark, or waits for a
+    /// partition's first record) and whether it holds notifications. Says
+    /// nothing while the group has not told it which partitions are its:
+    /// the merge waits for a worker until it has spoken, and one told "no
+    /// watermark" before its assignment came would let the others' shares
+    /// be evaluated without its part (a worker given its partitions first
+    /// can read them all before another's first fetch returns).
+    ///
+    /// [`Pipeline::holds_merge`]: crate::pipeline::Pipeline::holds_merge
+    pub(super) fn report_status(&self) {
+        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        if assigned || self.assigned_once {
+            self.team.status(self.pipeline.holds_merge(self.proc_now()), self.pipeline.gate().is_holding());
+        }
     }
 
     /// Hands the category and platform reads of the last tick to the merge.

@@ -223,6 +223,8 @@ impl Worker<'_> {
                     self.assign_partitions(consumer, tps);
                     // Hold from the first record of the backlog on.
                     self.update_catch_up();
+                    // The merge waits for these partitions from now on.
+                    self.report_status();
                 }
                 Change::Revoked(tps) => {
                     self.assigned_once = false;
