@@ -22,9 +22,15 @@ use super::counts::Counts;
 use super::scope::Layout;
 use super::window::{bucket_of, Cell, Ring};
 
-/// Cells above which a scope's list becomes one ring per window: a read
-/// scans the list back to the window's start, so it must stay short.
-pub const COLD_LIST_CELLS: usize = 32;
+/// Cells above which a scope's list becomes one ring per window. Each
+/// event of a scope with rings is an add to every ring (four searches in
+/// four vectors); here it is one add at the tail. But a read scans the list
+/// back to the window's start, and reading all four windows of a shop of
+/// 100 cold cells took 187 ns (`read_all_windows`, against 55 ns with
+/// rings). At 64 the longest list reads in about 80 ns, and the Zipf fold
+/// over 1M shops ran 6.7% faster than at 32 (128: 12.6% faster, reads up
+/// to 190 ns); figures in BENCHMARKS.md, session 16.
+pub const COLD_LIST_CELLS: usize = 64;
 
 /// Cells a list holds in place, inside the shop map's entry, before it
 /// spills to the heap. Most of a million shops hold an order's few
@@ -100,14 +106,14 @@ impl Cold {
         let first = (end - layout.lens[w] + 1).max(self.oldest(layout, w));
         // The window's span in finest buckets: [lo, hi).
         let (lo, hi) = (first * r, (end + 1) * r);
-        for c in self.cells.iter().rev() {
-            let b = c.bucket as i64;
-            if b < lo {
+        // Sorted by bucket: the cells newer than the window's end are at
+        // the tail (usually none), then the window's run back to `lo`.
+        let mut cells = self.cells.iter().rev().skip_while(|c| c.bucket as i64 >= hi);
+        for c in cells.by_ref() {
+            if (c.bucket as i64) < lo {
                 break;
             }
-            if b < hi {
-                out.add_at(c.field as usize, c.value);
-            }
+            out.add_at(c.field as usize, c.value);
         }
     }
 
