@@ -53,6 +53,50 @@ fn worker_pipelines(cfg: &Config, n: usize) -> (Vec<Pipeline>, ScopeMerge) {
     (parts, ScopeMerge::new(cfg.rate_rules(), cfg.engine_config().windows, n))
 }
 
+/// What each worker's loop does after a tick: its status, then its share.
+fn hand_over(parts: &mut [Pipeline], merge: &mut ScopeMerge, b: &mut Vec<Alert>) {
+    for (i, p) in parts.iter_mut().enumerate() {
+        merge.status(i, p.holds_merge(0), false, b);
+        if let Some(share) = p.take_scope_share() {
+            merge.offer(i, share, b);
+        }
+    }
+}
+
+/// A tick of the whole pipeline and of every worker, which then hand over.
+fn tick_all(
+    now: Millis,
+    whole: &mut Pipeline,
+    parts: &mut [Pipeline],
+    merge: &mut ScopeMerge,
+    ab: (&mut Vec<Alert>, &mut Vec<Alert>),
+) {
+    whole.tick(now, ab.0);
+    for p in parts.iter_mut() {
+        p.tick(now, ab.1);
+    }
+    hand_over(parts, merge, ab.1);
+}
+
+/// End of input: the whole pipeline finishes, and the workers agree on
+/// where the process's input ends (as they do through their `Team`), so
+/// each reads up to it before the merge finishes.
+fn finish_all(
+    whole: &mut Pipeline,
+    parts: &mut [Pipeline],
+    merge: &mut ScopeMerge,
+    a: &mut Vec<Alert>,
+    b: &mut Vec<Alert>,
+) {
+    whole.finish(a);
+    let last = parts.iter().filter_map(Pipeline::input_end).max();
+    for p in parts.iter_mut() {
+        p.finish_at(last, b);
+    }
+    hand_over(parts, merge, b);
+    merge.finish(b);
+}
+
 /// Every transition, by fingerprint, in the order emitted.
 fn by_incident<'a>(alerts: impl Iterator<Item = &'a Alert>) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -108,14 +152,6 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
         whole.assign(SourceId(i as u32), 0);
     }
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
-        for (i, p) in parts.iter_mut().enumerate() {
-            merge.status(i, p.holds_merge(0), false, b);
-            if let Some(share) = p.take_scope_share() {
-                merge.offer(i, share, b);
-            }
-        }
-    };
     // Every shop (so every worker) is seen first.
     let mut events: Vec<(Event, u8)> = (0..shops).map(|s| (ev(s, category(s), s, T0, false), 1)).collect();
     let mut t = T0;
@@ -161,27 +197,11 @@ fn case(refund_pct: &[u32], steps: &[(usize, i64, u32, u8)], workers: usize) -> 
         // The workers start together: a first tick once each has its shops.
         if *action == 0 || t - last_tick >= 30_000 || i + 1 == shops {
             last_tick = t;
-            whole.tick(n, &mut a);
-            for p in &mut parts {
-                p.tick(n, &mut b);
-            }
-            hand_over(&mut parts, &mut merge, &mut b);
+            tick_all(n, &mut whole, &mut parts, &mut merge, (&mut a, &mut b));
         }
     }
-    whole.tick(n, &mut a);
-    for p in &mut parts {
-        p.tick(n, &mut b);
-    }
-    hand_over(&mut parts, &mut merge, &mut b);
-    whole.finish(&mut a);
-    // The workers agree on where the process's input ends (as they do
-    // through their `Team`), so each reads up to it.
-    let last = parts.iter().filter_map(Pipeline::input_end).max();
-    for p in &mut parts {
-        p.finish_at(last, &mut b);
-    }
-    hand_over(&mut parts, &mut merge, &mut b);
-    merge.finish(&mut b);
+    tick_all(n, &mut whole, &mut parts, &mut merge, (&mut a, &mut b));
+    finish_all(&mut whole, &mut parts, &mut merge, &mut a, &mut b);
     prop_assert_eq!(merge.late_reads(), 0);
     prop_assert_eq!(merge.skipped(), 0);
     let (whole_scopes, merged_scopes) = (scoped(&a), scoped(&b));
@@ -302,14 +322,6 @@ fn a_worker_heard_from_late_holds_the_merge_and_skips_nothing() {
     whole.assign(SourceId(0), 0);
     whole.assign(SourceId(1), 0);
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let hand_over = |parts: &mut Vec<Pipeline>, merge: &mut ScopeMerge, b: &mut Vec<Alert>| {
-        for (i, p) in parts.iter_mut().enumerate() {
-            merge.status(i, p.holds_merge(0), false, b);
-            if let Some(share) = p.take_scope_share() {
-                merge.offer(i, share, b);
-            }
-        }
-    };
     let mut n = 0;
     // Worker 1's records, read all at once at minute 9.
     let mut backlog = Vec::new();
@@ -331,19 +343,9 @@ fn a_worker_heard_from_late_holds_the_merge_and_skips_nothing() {
             parts[w].ingest(SourceId(0), &e, 0);
             n += 1;
         }
-        whole.tick(0, &mut a);
-        for p in &mut parts {
-            p.tick(0, &mut b);
-        }
-        hand_over(&mut parts, &mut merge, &mut b);
+        tick_all(0, &mut whole, &mut parts, &mut merge, (&mut a, &mut b));
     }
-    whole.finish(&mut a);
-    let last = parts.iter().filter_map(Pipeline::input_end).max();
-    for p in &mut parts {
-        p.finish_at(last, &mut b);
-    }
-    hand_over(&mut parts, &mut merge, &mut b);
-    merge.finish(&mut b);
+    finish_all(&mut whole, &mut parts, &mut merge, &mut a, &mut b);
     let (whole_scopes, merged_scopes) = (scoped(&a), scoped(&b));
     assert!(a.iter().any(|a| a.scope == "category" && a.category == "toys"), "toys pages: {a:#?}");
     let home: Vec<&Alert> = b.iter().filter(|a| a.scope == "category" && a.category == "home").collect();
