@@ -42,6 +42,15 @@ fn config() -> Config {
     cfg
 }
 
+/// [`config`] with category and platform rules that page at once (no `for`).
+fn config_paging_at_once() -> Config {
+    let mut cfg = config();
+    for r in &mut cfg.rules[1..] {
+        r.for_ = std::time::Duration::ZERO;
+    }
+    cfg
+}
+
 /// `n` worker pipelines, each reading its partition as source 0, and
 /// their merge.
 fn worker_pipelines(cfg: &Config, n: usize) -> (Vec<Pipeline>, ScopeMerge) {
@@ -268,10 +277,7 @@ fn a_lagging_worker_holds_the_merge_back() {
 /// refund rate, while with worker 1's orders the category stays under 10%.
 #[test]
 fn a_jumping_worker_skips_rather_than_pages_on_part_of_a_sum() {
-    let mut cfg = config();
-    for r in &mut cfg.rules[1..] {
-        r.for_ = std::time::Duration::ZERO;
-    }
+    let cfg = config_paging_at_once();
     let (mut parts, mut merge) = worker_pipelines(&cfg, 2);
     let mut out = Vec::new();
     let mut n = 0;
@@ -313,10 +319,7 @@ fn a_jumping_worker_skips_rather_than_pages_on_part_of_a_sum() {
 /// that one pipeline does not evaluate either: not counted as skipped.
 #[test]
 fn a_worker_heard_from_late_holds_the_merge_and_skips_nothing() {
-    let mut cfg = config();
-    for r in &mut cfg.rules[1..] {
-        r.for_ = std::time::Duration::ZERO;
-    }
+    let cfg = config_paging_at_once();
     let (mut parts, mut merge) = worker_pipelines(&cfg, 2);
     let mut whole = Pipeline::new(cfg.engine_config(), cfg.rate_rules());
     whole.assign(SourceId(0), 0);
