@@ -27,9 +27,9 @@ use super::window::{bucket_of, Cell, Ring};
 /// four vectors); here it is one add at the tail. But a read scans the list
 /// back to the window's start: with lists of up to 128 cells, reading all
 /// four windows of a shop of 100 events took 187 ns (`read_all_windows`;
-/// about 55 ns with rings). At 64 the longest list reads in about 87 ns, and the Zipf fold
-/// over 1M shops ran 6.7% faster than at 32 (128: 12.6% faster, reads up
-/// to 190 ns); figures in BENCHMARKS.md, session 16.
+/// about 55 ns with rings). At 64 the longest list reads in about 87 ns,
+/// and the Zipf fold over 1M shops ran 6.7% faster than at 32 (128: 12.6%
+/// faster); figures in BENCHMARKS.md, session 16.
 pub const COLD_LIST_CELLS: usize = 64;
 
 /// Cells a list holds in place, inside the shop map's entry, before it
