@@ -20,8 +20,9 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// catching up sometimes sat half a second with nothing to read after its
 /// first few thousand records, though its partitions held thousands more
 /// (`peakguard bench --broker`: 3 runs of about 40; none of 30 at 100 ms,
-/// and the group join 0.4 s shorter). An idle consumer then asks each broker ten
-/// times a second instead of twice. `kafka.properties` can still set it.
+/// and the group join 0.4 s shorter). An idle consumer then asks each
+/// broker ten times a second instead of twice. `kafka.properties` can still
+/// set it.
 pub const FETCH_WAIT_MAX_MS: &str = "100";
 
 /// librdkafka client settings shared by the consumers; `kafka.properties`

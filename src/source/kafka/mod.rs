@@ -401,7 +401,7 @@ impl Worker<'_> {
     /// has been told so, unless it is alone; one whose partitions were just
     /// revoked is not: in a rebalance every worker is briefly without any).
     fn catch_up_done(&mut self) -> bool {
-        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        let assigned = self.has_partitions();
         let done = self.all_caught_up() || (!assigned && self.assigned_once && self.team.size > 1);
         self.team.all_done(&mut self.done, done)
     }

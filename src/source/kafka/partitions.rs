@@ -111,6 +111,11 @@ impl Worker<'_> {
         }
     }
 
+    /// Whether any partition is assigned to this worker now.
+    pub(super) fn has_partitions(&self) -> bool {
+        self.sources.values().flatten().flatten().next().is_some()
+    }
+
     pub(super) fn all_caught_up(&self) -> bool {
         let mut sources = self.sources.values().flat_map(|parts| parts.iter().flatten()).peekable();
         sources.peek().is_some() && sources.all(|s| s.eof)

@@ -32,7 +32,7 @@ impl Worker<'_> {
             }
         }
         self.view.set_rules(rules);
-        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        let assigned = self.has_partitions();
         let holding = self.pipeline.gate().is_holding();
         self.view.set_ready(id, assigned.then_some(!holding));
         self.report_status();
@@ -49,7 +49,7 @@ impl Worker<'_> {
     ///
     /// [`Pipeline::holds_merge`]: crate::pipeline::Pipeline::holds_merge
     pub(super) fn report_status(&self) {
-        let assigned = self.sources.values().flatten().flatten().next().is_some();
+        let assigned = self.has_partitions();
         if assigned || self.assigned_once {
             self.team.status(self.pipeline.holds_merge(self.proc_now()), self.pipeline.gate().is_holding());
         }
