@@ -106,6 +106,48 @@ fn fires_then_resolves_as_window_drains() {
     assert!(alerts[1].ends_at.unwrap() > alerts[0].starts_at);
 }
 
+/// A firing shop that keeps trading, at a tenth of its volume: the round
+/// of each bucket end visits it, and when its window falls under the rule's
+/// volume floor (`min_orders`) it is evaluated all the same and resolves
+/// then, not when the stream ends.
+#[test]
+fn a_firing_shop_that_falls_under_the_volume_floor_resolves_while_it_trades() {
+    let mut p = pipeline();
+    p.assign(ORDERS, 0);
+    let mut alerts = Vec::new();
+    let (mut n, mut now) = (0, 0);
+    let mut resolved_at_minute = None;
+    for m in 0..20i64 {
+        let (orders, refunds) = match m {
+            0..5 => (20, 0),
+            5..8 => (20, 10),
+            _ => (2, 0),
+        };
+        for i in 0..orders {
+            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + i * 1_000, false), now);
+            n += 1;
+        }
+        for i in 0..refunds {
+            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
+            n += 1;
+        }
+        now += 10;
+        p.tick(now, &mut alerts);
+        if resolved_at_minute.is_none() && alerts.iter().any(|a| a.status == AlertStatus::Resolved) {
+            resolved_at_minute = Some(m);
+        }
+    }
+    let statuses: Vec<AlertStatus> = alerts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, vec![AlertStatus::Firing, AlertStatus::Resolved], "{alerts:#?}");
+    // The window of minutes 7-11 holds 28 orders (under 30). It ends at
+    // minute 12, and is evaluated once minute 13's events pass the 30 s
+    // lateness.
+    let m = resolved_at_minute.expect("resolved while the shop trades");
+    assert_eq!(m, 13, "{alerts:#?}");
+    assert_eq!(alerts[1].window_end, T0 + 12 * MINUTE, "{alerts:#?}");
+    assert_eq!(alerts[1].denominator, 28, "{alerts:#?}");
+}
+
 /// Events older than the watermark minus the longest window (30 d) are
 /// rejected as late, events more than `max_future` (1 h) ahead of the newest
 /// as future, and repeated event ids as duplicates.

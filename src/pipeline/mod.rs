@@ -416,22 +416,41 @@ impl Pipeline {
             let left = self.engine.drain_round(w, budget, |shop_id, category, shop, cat, newest| {
                 visited += 1;
                 let mut active = false;
+                // The bucket of window `w` that `read` holds (the shop's
+                // rules share the window: one read serves them, and top-K).
+                let mut read_k = None;
                 for r in 0..rules.rules().len() {
                     let rule = &rules.rules()[r];
                     if rule.window != w || rule.scope != Scope::Shop {
                         continue;
                     }
+                    let mut is_active = rules.is_active(r, shop_id);
                     for k in from..=end {
                         let rule = &rules.rules()[r];
-                        read.read_at(rule, shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
+                        if read_k != Some(k) {
+                            read.read_current(rule, Some(shop), k);
+                            read_k = Some(k);
+                        }
+                        // Most shops' windows lack the rule's volume: with no
+                        // alert state, their evaluation would change nothing,
+                        // and the long window, baseline and peers go unread.
+                        if !is_active && !read.can_breach(rule) {
+                            continue;
+                        }
+                        read.read_rest(rule, shop_id, Some(shop), Some(cat), (windows, phase_baselines), k);
                         let end_ms = (k + 1) * step_ms;
                         if let Some(a) = rules.evaluate(r, shop_id, category, &read.inputs(), end_ms) {
                             out.push(a);
                         }
+                        is_active = rules.is_active(r, shop_id);
                     }
-                    active = active || (track_seen && rules.is_active(r, shop_id));
+                    active = active || (track_seen && is_active);
                 }
-                topk.offer(shop_id, shop, w, end);
+                if read_k == Some(end) {
+                    topk.offer_read(shop_id, read.current(), w);
+                } else {
+                    topk.offer(shop_id, shop, w, end);
+                }
                 if active {
                     seen.insert(shop_id.into());
                 }

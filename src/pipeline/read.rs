@@ -33,11 +33,47 @@ impl Read {
         ctx: (&[WindowSpec], &PhaseBaselines),
         k: i64,
     ) {
-        let (windows, phase_baselines) = ctx;
+        self.read_current(rule, view, k);
+        self.read_rest(rule, key, view, category, ctx, k);
+    }
+
+    /// The first part of [`Read::read_at`]: the rule's own window, alone.
+    /// What else the rule reads ([`Read::read_rest`]) can wait until
+    /// [`Read::can_breach`] says the window may breach.
+    #[inline]
+    pub fn read_current(&mut self, rule: &RateRule, view: Option<ScopeView<'_>>, k: i64) {
         match view {
             Some(v) => v.read_to(rule.window, k, &mut self.current),
             None => self.current = Counts::default(),
         }
+    }
+
+    /// Whether `rule` may breach on the window [`Read::read_current`] read:
+    /// whatever its long window, baseline and peers, a rule breaches only
+    /// on a window that has its volume (`min_orders`, `min_refunds`).
+    #[inline]
+    pub fn can_breach(&self, rule: &RateRule) -> bool {
+        rule.volume_met_by(&self.current)
+    }
+
+    /// The window [`Read::read_current`] read last.
+    pub fn current(&self) -> &Counts {
+        &self.current
+    }
+
+    /// The second part of [`Read::read_at`], after [`Read::read_current`]
+    /// for the same rule, key and bucket: the long window, the baseline
+    /// and the peers.
+    pub fn read_rest(
+        &mut self,
+        rule: &RateRule,
+        key: &str,
+        view: Option<ScopeView<'_>>,
+        category: Option<ScopeView<'_>>,
+        ctx: (&[WindowSpec], &PhaseBaselines),
+        k: i64,
+    ) {
+        let (windows, phase_baselines) = ctx;
         let end_ms = (k + 1) * windows[rule.window].step_ms;
         match &rule.confirm {
             None => self.confirm = None,

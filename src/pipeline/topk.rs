@@ -119,11 +119,23 @@ impl TopK {
         if self.candidates.is_empty() || w >= self.windows {
             return;
         }
-        view.read_to(w, end, &mut self.scratch);
-        let TopK { cfg, candidates, floor, windows, scratch } = self;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        view.read_to(w, end, &mut scratch);
+        self.offer_read(shop_id, &scratch, w);
+        self.scratch = scratch;
+    }
+
+    /// [`TopK::offer`] with window `w` already read (`window`: the shop's
+    /// window `w` at its last complete bucket), as the window's rules just
+    /// did: one read of the window per visit instead of two.
+    pub fn offer_read(&mut self, shop_id: &str, window: &Counts, w: usize) {
+        if self.candidates.is_empty() || w >= self.windows {
+            return;
+        }
+        let TopK { cfg, candidates, floor, windows, .. } = self;
         for (m, metric) in cfg.metrics.iter().enumerate() {
             let list = m * *windows + w;
-            let (num, den) = metric.ratio(scratch);
+            let (num, den) = metric.ratio(window);
             if den < cfg.min_denominator || num == 0 {
                 continue;
             }

@@ -174,6 +174,17 @@ impl RateRule {
         e.denominator >= self.min_denominator && e.numerator >= self.min_numerator
     }
 
+    /// Whether window `c` has the volume this rule needs to breach
+    /// (`min_orders`, `min_refunds` of its metric). Without it, [`evaluate`]
+    /// never breaches, whatever the confirming window, baseline or peers:
+    /// a key with no alert state then needs nothing else read.
+    ///
+    /// [`evaluate`]: RateRule::evaluate
+    pub fn volume_met_by(&self, c: &Counts) -> bool {
+        let (k, n) = self.metric.ratio(c);
+        n >= self.min_denominator && k >= self.min_numerator
+    }
+
     fn judge(&self, c: &Counts, threshold: f64) -> Evaluation {
         let (k, n) = self.metric.ratio(c);
         let rate = if n == 0 { 0.0 } else { k as f64 / n as f64 };
@@ -190,5 +201,53 @@ impl RateRule {
             Some(c) => self.judge(c, confirm.threshold),
             None => Evaluation { threshold: confirm.threshold, ..Evaluation::NONE },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NF;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The rounds skip the rest of a rule's reads for a key with no
+        /// alert state when its window lacks the volume
+        /// ([`RateRule::volume_met_by`]): sound only if such a window never
+        /// breaches, whatever the long window, baseline, peers and threshold.
+        #[test]
+        fn a_window_under_the_volume_floor_never_breaches(
+            cells in proptest::collection::vec((0..NF, 0u64..60), 0..40),
+            metric in 0..Metric::ALL.len(),
+            (min_denominator, min_numerator) in (0u64..80, 0u64..12),
+            threshold in 0.0f64..0.5,
+            confirm in proptest::option::of(0.0f64..0.5),
+            spike in proptest::option::of((any::<bool>(), 1.0f64..4.0, proptest::option::of(1.0f64..4.0))),
+            baseline in proptest::option::of((0u64..50, 0u64..200)),
+            peers in proptest::option::of((0u64..50, 0u64..200)),
+        ) {
+            let mut current = Counts::default();
+            for (f, v) in cells {
+                current.0[f] += v;
+            }
+            let mut rule = RateRule::new("r", Metric::ALL[metric], 0, "5m", threshold);
+            (rule.min_denominator, rule.min_numerator) = (min_denominator, min_numerator);
+            rule.confirm = confirm.map(|threshold| Confirm { window: 1, window_name: "1h".into(), threshold });
+            rule.spike = spike.map(|(require_baseline, baseline_ratio, category_ratio)| Spike {
+                baseline: Some((2, "24h".into())),
+                baseline_phase: None,
+                baseline_ratio,
+                require_baseline,
+                category_ratio,
+            });
+            let long = current.clone();
+            let inputs = Inputs { current: &current, confirm: Some(&long), baseline, peers };
+            let e = rule.evaluate(&inputs, threshold);
+            let (k, n) = rule.metric.ratio(&current);
+            prop_assert_eq!(rule.volume_met_by(&current), n >= min_denominator && k >= min_numerator);
+            if !rule.volume_met_by(&current) {
+                prop_assert!(!e.breached, "{e:?}");
+            }
+        }
     }
 }
