@@ -58,6 +58,15 @@ impl Cold {
         self.cells.len()
     }
 
+    /// The sums of the counters in `num` and in `den` (bit `f`: field `f`)
+    /// over every cell of the list: at least what any window reads of them.
+    pub fn sums(&self, num: u128, den: u128) -> (u64, u64) {
+        self.cells.iter().fold((0, 0), |(n, d), c| {
+            let bit = 1u128 << c.field;
+            (n + if num & bit != 0 { c.value } else { 0 }, d + if den & bit != 0 { c.value } else { 0 })
+        })
+    }
+
     pub fn heap_bytes(&self) -> usize {
         if self.cells.spilled() {
             self.cells.capacity() * std::mem::size_of::<Cell>()

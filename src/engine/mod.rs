@@ -39,6 +39,7 @@ pub mod window;
 use crate::event::{Event, Millis};
 pub use counts::{Counts, Deltas, Field, NF};
 use dedup::Dedup;
+pub use pending::VisitFloor;
 pub use scope::{Layout, ScopeState};
 pub use shard::{ShardSnapshot, SnapshotError};
 pub use view::ScopeView;
@@ -213,6 +214,8 @@ pub struct Engine {
     rounds: Vec<Vec<shops::Key>>,
     /// Bit `w`: window `w` keeps a pending list (something reads it per shop).
     tracked: u32,
+    /// Per window: what a shop must hold to join its pending list (`pending.rs`).
+    visit_floors: Vec<Option<VisitFloor>>,
     watermark: WatermarkTracker,
     /// Shard (partition number) of each source, by `SourceId`; 0 when unset.
     source_shards: Vec<u32>,
@@ -258,6 +261,7 @@ impl Engine {
             pending: vec![Vec::new(); n_windows],
             rounds: vec![Vec::new(); n_windows],
             tracked: all_windows(n_windows),
+            visit_floors: vec![None; n_windows],
             watermark,
             source_shards: Vec::new(),
             dedups: Vec::new(),
@@ -442,17 +446,27 @@ impl Engine {
             cats.id(layout, &event.category, t)
         };
         shop.scope.apply(layout, &deltas, &self.buckets, fine_bucket);
-        let tracked = self.tracked;
-        if shop.pending_in != tracked {
+        let missing = self.tracked & !shop.pending_in;
+        let mut newest = t;
+        if missing != 0 {
+            let before = shop.pending_in;
             for (w, list) in self.pending.iter_mut().enumerate() {
-                if (tracked & !shop.pending_in) & (1 << w) != 0 {
+                let listed = missing & (1 << w) != 0
+                    && self.visit_floors[w].as_ref().is_none_or(|floor| floor.may_pass(&shop.scope));
+                if listed {
                     list.push(key.clone());
+                    shop.pending_in |= 1 << w;
                 }
             }
-            shop.pending_in = tracked;
+            if before == 0 && shop.pending_in != 0 {
+                // Events passed over under a visit floor (`pending.rs`) may be
+                // newer than this one: the shop's newest bucket covers them.
+                let fine = layout.fine;
+                newest = newest.max(shop.scope.head(layout, fine).saturating_mul(layout.steps[fine]));
+            }
         }
-        if tracked != 0 {
-            shop.pending_until = Some(shop.pending_until.map_or(t, |p| p.max(t)));
+        if shop.pending_in != 0 {
+            shop.pending_until = Some(shop.pending_until.map_or(newest, |p| p.max(newest)));
         }
         cats.scopes[category as usize].apply(layout, &deltas, &self.buckets, fine_bucket);
         self.has_platform = true;

@@ -12,6 +12,13 @@
 //! then folded into again joins the fresh list, for the next round. Each
 //! shop therefore sees a window's bucket ends in order, once each, as long
 //! as the caller finishes a round before it begins the next.
+//!
+//! A window may have a *visit floor* ([`VisitFloor`], set by the caller from
+//! what its rounds read): a shop whose cold list holds fewer counts than
+//! the floor, summed over the whole list, joins no list, as no window of it
+//! can reach the floor. Over a million shops most hold an order or two, and
+//! a round visit costs about as much as a fold (two cache misses), so this
+//! keeps the rounds to the shops that can breach a rule or enter a top-K.
 
 use super::{all_windows, Engine, ScopeView};
 use crate::event::Millis;
@@ -22,7 +29,55 @@ use crate::event::Millis;
 /// instructions).
 const PREFETCH_AHEAD: usize = 4;
 
+/// What a shop must hold before a window's rounds visit it: at least
+/// `min_num` of the counters in `num` and `min_den` of those in `den` (bit
+/// `f`: [`Field`] `f`). The caller merges what each reader of the window
+/// needs ([`VisitFloor::or`]); a shop under the floor is passed over, so a
+/// reader must have nothing to do for a shop under its own floor.
+///
+/// [`Field`]: super::Field
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VisitFloor {
+    pub num: u128,
+    pub den: u128,
+    pub min_num: u64,
+    pub min_den: u64,
+}
+
+impl VisitFloor {
+    /// A floor that every shop reader `self` or reader `b` needs passes:
+    /// the counters of both, and the lower of each minimum.
+    pub fn or(self, b: VisitFloor) -> VisitFloor {
+        VisitFloor {
+            num: self.num | b.num,
+            den: self.den | b.den,
+            min_num: self.min_num.min(b.min_num),
+            min_den: self.min_den.min(b.min_den),
+        }
+    }
+
+    /// Whether a shop of `scope` may reach the floor in some window: a
+    /// cold list whose sums over all of it (an upper bound of every
+    /// window's) reach it; a scope with rings always.
+    #[inline]
+    pub(super) fn may_pass(&self, scope: &super::ScopeState) -> bool {
+        if self.min_num == 0 && self.min_den == 0 {
+            return true;
+        }
+        scope.list_sums(self.num, self.den).is_none_or(|(n, d)| n >= self.min_num && d >= self.min_den)
+    }
+}
+
 impl Engine {
+    /// Sets the visit floor of each window (`None`: every shop folded into
+    /// is visited). A shop passed over is listed by its next event that
+    /// finds it at the floor; a floor lowered applies from the next events
+    /// on, as a window newly tracked does.
+    pub fn set_visit_floors(&mut self, floors: Vec<Option<VisitFloor>>) {
+        self.visit_floors = floors;
+        self.visit_floors.resize(self.pending.len(), None);
+    }
+
     /// Visits every shop changed since window `w`'s rules last saw all of
     /// its data: [`Engine::begin_round`] and [`Engine::drain_round`] with no
     /// limit. `visit(shop_id, category name, shop, category, pending_until)`

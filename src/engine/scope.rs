@@ -168,6 +168,17 @@ impl ScopeState {
         }
     }
 
+    /// For a scope still one cold list: the sums of the counters in `num`
+    /// and in `den` over the whole list, an upper bound of any window's.
+    /// `None` once it has rings.
+    #[inline]
+    pub fn list_sums(&self, num: u128, den: u128) -> Option<(u64, u64)> {
+        match &self.0 {
+            Body::Cold(cold) => Some(cold.sums(num, den)),
+            Body::Warm(_) => None,
+        }
+    }
+
     /// Newest bucket of window `w` that holds data.
     pub fn head(&self, layout: &Layout, w: usize) -> i64 {
         let warm = match &self.0 {

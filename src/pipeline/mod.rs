@@ -30,7 +30,7 @@ use topk::{TopK, TopKConfig, TopList};
 use std::collections::HashSet;
 
 use crate::engine::window::bucket_of;
-use crate::engine::{Engine, EngineConfig, Fold, SourceId, WindowSpec};
+use crate::engine::{Engine, EngineConfig, Fold, SourceId, VisitFloor, WindowSpec};
 use crate::event::{Event, Millis};
 use crate::rules::{fingerprint, Alert, AlertStatus, NotifyGate, RuleBook, RuleSet, Scope};
 
@@ -68,6 +68,8 @@ pub struct Pipeline {
     rounds: Vec<Option<Round>>,
     /// Shops a tick or [`Pipeline::work`] visits at most.
     visit_budget: usize,
+    /// Whether pending lists take only the shops their readers may act on.
+    visit_floors: bool,
     /// [`Pipeline::with_scope_merge`]: category and platform reads waiting
     /// to be handed over, instead of evaluated here.
     scope_share: Option<ScopeShare>,
@@ -106,6 +108,7 @@ impl Pipeline {
             topk: TopK::new(TopKConfig { k: 0, ..TopKConfig::default() }, n_windows),
             rounds: (0..n_windows).map(|_| None).collect(),
             visit_budget: usize::MAX,
+            visit_floors: true,
             scope_share: None,
         };
         p.track_pending();
@@ -116,15 +119,37 @@ impl Pipeline {
     /// shop rules, and every window when the top-K is on. A window nothing
     /// reads per shop would otherwise revisit every shop folded into at each
     /// of its bucket ends for nothing.
+    ///
+    /// Each list takes only the shops that may matter to its readers (the
+    /// engine's visit floors): a rule has nothing to do for a shop without
+    /// its volume, unless the shop has an alert pending or firing, which
+    /// [`Pipeline::evaluate_unseen`] evaluates anyway.
     fn track_pending(&mut self) {
         let mut mask = 0u32;
+        let mut floors: Vec<Option<VisitFloor>> = vec![None; self.windows.len()];
+        let mut floor_of = |w: usize, f: VisitFloor| floors[w] = Some(floors[w].map_or(f, |g| g.or(f)));
         for rule in self.rules.rules().iter().filter(|r| r.scope == Scope::Shop) {
             mask |= 1 << rule.window;
+            floor_of(rule.window, rule.visit_floor());
         }
         if self.topk.enabled() {
             mask |= u32::MAX;
+            match self.topk.visit_floor() {
+                Some(f) => (0..self.windows.len()).for_each(|w| floor_of(w, f)),
+                None => floors.iter_mut().for_each(|f| *f = None),
+            }
         }
         self.engine.track_pending(mask);
+        self.engine.set_visit_floors(if self.visit_floors { floors } else { Vec::new() });
+    }
+
+    /// Visits every shop folded into at each bucket end of a window its
+    /// rules or top-K read, without the visit floors (`track_pending`):
+    /// what the floors must never change, for tests and comparisons.
+    pub fn without_visit_floors(mut self) -> Pipeline {
+        self.visit_floors = false;
+        self.track_pending();
+        self
     }
 
     /// Ranks shops per metric and window (off until called).

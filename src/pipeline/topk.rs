@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::engine::{Counts, Engine, ScopeView};
+use crate::engine::{Counts, Engine, ScopeView, VisitFloor};
 use crate::rules::{stats, Metric};
 
 /// Which (metric, window) pairs to rank, and how.
@@ -106,6 +106,16 @@ impl TopK {
     /// Shops per list (0: off).
     pub fn k(&self) -> usize {
         self.cfg.k
+    }
+
+    /// The shops a list may take (the engine's visit floor): a shop joins a
+    /// list only with some numerator over at least `min_denominator`.
+    /// `None` (every shop) when off or without metrics.
+    pub fn visit_floor(&self) -> Option<VisitFloor> {
+        if !self.enabled() {
+            return None;
+        }
+        self.cfg.metrics.iter().map(|m| m.visit_floor(1, self.cfg.min_denominator)).reduce(VisitFloor::or)
     }
 
     /// Lists are kept (k > 0).

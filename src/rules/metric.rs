@@ -4,7 +4,7 @@
 //! time, so they read "of the orders paid in this window, how many were
 //! refunded (so far)".
 
-use crate::engine::{Counts, Field};
+use crate::engine::{Counts, Field, VisitFloor};
 
 macro_rules! metrics {
     ($($variant:ident = $name:literal: [$($num:ident),+] / [$($den:ident),+], $what:literal;)+) => {
@@ -63,6 +63,14 @@ impl Metric {
     pub fn ratio(self, c: &Counts) -> (u64, u64) {
         let sum = |fs: &[Field]| fs.iter().map(|f| c.get(*f)).sum::<u64>();
         (sum(self.numerator()), sum(self.denominator()))
+    }
+
+    /// What a shop must hold for a reader of this metric that needs at
+    /// least `min_num` over at least `min_den` (a rule's volume, a top-K's
+    /// floor) to have anything to do: the rounds pass over the rest.
+    pub fn visit_floor(self, min_num: u64, min_den: u64) -> VisitFloor {
+        let mask = |fs: &[Field]| fs.iter().fold(0u128, |m, f| m | 1 << *f as u8);
+        VisitFloor { num: mask(self.numerator()), den: mask(self.denominator()), min_num, min_den }
     }
 
     /// The rate, or `None` when the denominator is zero.

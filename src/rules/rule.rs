@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{stats, Metric, Scope, Severity};
-use crate::engine::Counts;
+use crate::engine::{Counts, VisitFloor};
 
 /// A rate rule, resolved against the engine's windows.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +183,12 @@ impl RateRule {
     pub fn volume_met_by(&self, c: &Counts) -> bool {
         let (k, n) = self.metric.ratio(c);
         n >= self.min_denominator && k >= self.min_numerator
+    }
+
+    /// The shops this rule may breach on (the engine's visit floor): those
+    /// holding its volume ([`RateRule::volume_met_by`]).
+    pub fn visit_floor(&self) -> VisitFloor {
+        self.metric.visit_floor(self.min_numerator, self.min_denominator)
     }
 
     fn judge(&self, c: &Counts, threshold: f64) -> Evaluation {
