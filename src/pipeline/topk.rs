@@ -73,6 +73,37 @@ fn trim(cands: &mut FxHashMap<Box<str>, f64>, k: usize) -> f64 {
     bounds.get(k - 1).copied().unwrap_or(0.0)
 }
 
+/// Ranks `shop_id` by its window `w` (`window`) in every list of window
+/// `w`: `lists` are the candidates and floors of every (metric, window),
+/// metric-major over `windows` windows.
+fn rank(
+    cfg: &TopKConfig,
+    lists: (&mut [FxHashMap<Box<str>, f64>], &mut [f64], usize),
+    shop_id: &str,
+    window: &Counts,
+    w: usize,
+) {
+    let (candidates, floor, windows) = lists;
+    for (m, metric) in cfg.metrics.iter().enumerate() {
+        let list = m * windows + w;
+        let (num, den) = metric.ratio(window);
+        if den < cfg.min_denominator || num == 0 {
+            continue;
+        }
+        let bound = stats::wilson_lower_bound(num, den, cfg.z);
+        let cands = &mut candidates[list];
+        // A candidate's bound is updated in place (no new key).
+        if let Some(b) = cands.get_mut(shop_id) {
+            *b = bound;
+        } else if bound > floor[list] || cands.len() < 2 * cfg.k {
+            cands.insert(shop_id.into(), bound);
+        }
+        if cands.len() > 16 * cfg.k {
+            floor[list] = trim(cands, cfg.k);
+        }
+    }
+}
+
 pub struct TopK {
     cfg: TopKConfig,
     /// Per (metric index, window): candidate shop -> last bound seen.
@@ -129,10 +160,9 @@ impl TopK {
         if self.candidates.is_empty() || w >= self.windows {
             return;
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        view.read_to(w, end, &mut scratch);
-        self.offer_read(shop_id, &scratch, w);
-        self.scratch = scratch;
+        view.read_to(w, end, &mut self.scratch);
+        let TopK { cfg, candidates, floor, windows, scratch } = self;
+        rank(cfg, (candidates, floor, *windows), shop_id, scratch, w);
     }
 
     /// [`TopK::offer`] with window `w` already read (`window`: the shop's
@@ -143,24 +173,7 @@ impl TopK {
             return;
         }
         let TopK { cfg, candidates, floor, windows, .. } = self;
-        for (m, metric) in cfg.metrics.iter().enumerate() {
-            let list = m * *windows + w;
-            let (num, den) = metric.ratio(window);
-            if den < cfg.min_denominator || num == 0 {
-                continue;
-            }
-            let bound = stats::wilson_lower_bound(num, den, cfg.z);
-            let cands = &mut candidates[list];
-            // A candidate's bound is updated in place (no new key).
-            if let Some(b) = cands.get_mut(shop_id) {
-                *b = bound;
-            } else if bound > floor[list] || cands.len() < 2 * cfg.k {
-                cands.insert(shop_id.into(), bound);
-            }
-            if cands.len() > 16 * cfg.k {
-                floor[list] = trim(cands, cfg.k);
-            }
-        }
+        rank(cfg, (candidates, floor, *windows), shop_id, window, w);
     }
 
     /// Re-reads every candidate at `ends` and returns the lists (metric-major).
