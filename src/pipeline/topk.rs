@@ -73,16 +73,13 @@ fn trim(cands: &mut FxHashMap<Box<str>, f64>, k: usize) -> f64 {
     bounds.get(k - 1).copied().unwrap_or(0.0)
 }
 
+/// A list's candidates: shop id -> Wilson lower bound.
+type Candidates = FxHashMap<Box<str>, f64>;
+
 /// Ranks `shop_id` by its window `w` (`window`) in every list of window
 /// `w`: `lists` are the candidates and floors of every (metric, window),
 /// metric-major over `windows` windows.
-fn rank(
-    cfg: &TopKConfig,
-    lists: (&mut [FxHashMap<Box<str>, f64>], &mut [f64], usize),
-    shop_id: &str,
-    window: &Counts,
-    w: usize,
-) {
+fn rank(cfg: &TopKConfig, lists: (&mut [Candidates], &mut [f64], usize), shop_id: &str, window: &Counts, w: usize) {
     let (candidates, floor, windows) = lists;
     for (m, metric) in cfg.metrics.iter().enumerate() {
         let list = m * windows + w;
