@@ -216,6 +216,8 @@ pub struct Engine {
     tracked: u32,
     /// Per window: what a shop must hold to join its pending list (`pending.rs`).
     visit_floors: Vec<Option<VisitFloor>>,
+    /// Bit `w`: window `w` has a visit floor.
+    floored: u32,
     watermark: WatermarkTracker,
     /// Shard (partition number) of each source, by `SourceId`; 0 when unset.
     source_shards: Vec<u32>,
@@ -262,6 +264,7 @@ impl Engine {
             rounds: vec![Vec::new(); n_windows],
             tracked: all_windows(n_windows),
             visit_floors: vec![None; n_windows],
+            floored: 0,
             watermark,
             source_shards: Vec::new(),
             dedups: Vec::new(),
@@ -450,15 +453,17 @@ impl Engine {
         let mut newest = t;
         if missing != 0 {
             let before = shop.pending_in;
-            for (w, list) in self.pending.iter_mut().enumerate() {
-                let listed = missing & (1 << w) != 0
-                    && self.visit_floors[w].as_ref().is_none_or(|floor| floor.may_pass(&shop.scope));
-                if listed {
-                    list.push(key.clone());
+            let mut bits = missing;
+            while bits != 0 {
+                let w = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let floor = if self.floored & (1 << w) != 0 { self.visit_floors[w].as_ref() } else { None };
+                if floor.is_none_or(|f| f.may_pass(&shop.scope)) {
+                    self.pending[w].push(key.clone());
                     shop.pending_in |= 1 << w;
                 }
             }
-            if before == 0 && shop.pending_in != 0 {
+            if self.floored != 0 && before == 0 && shop.pending_in != 0 {
                 // Events passed over under a visit floor (`pending.rs`) may be
                 // newer than this one: the shop's newest bucket covers them.
                 let fine = layout.fine;

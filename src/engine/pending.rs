@@ -76,6 +76,8 @@ impl Engine {
     pub fn set_visit_floors(&mut self, floors: Vec<Option<VisitFloor>>) {
         self.visit_floors = floors;
         self.visit_floors.resize(self.pending.len(), None);
+        self.floored =
+            self.visit_floors.iter().enumerate().filter(|(_, f)| f.is_some()).fold(0, |m, (w, _)| m | 1 << w);
     }
 
     /// Visits every shop changed since window `w`'s rules last saw all of
