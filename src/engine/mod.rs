@@ -371,49 +371,6 @@ impl Engine {
             + self.shops.entries().map(|(k, s)| k.heap_bytes() + s.scope.heap_bytes()).sum::<usize>()
     }
 
-    /// Starts loading what folding an event of `shop_id` and `event_id`
-    /// read from `source` will touch first into the CPU cache: the shop's
-    /// state (`shops.rs`) and the event id's dedup probe groups (`dedup.rs`).
-    /// Call it for the record about to be folded as soon as its ids are
-    /// known, before decoding the rest of it: over a million shops those
-    /// lookups miss the cache, and the misses then overlap the decode. A
-    /// hint: it changes nothing, whatever the bytes. Finding the shop's
-    /// entry waits for its table's control bytes; a caller that knows its
-    /// events further ahead calls [`Engine::prefetch_early`] for them first
-    /// and [`Engine::prefetch_shop`] a few events later.
-    #[inline]
-    pub fn prefetch(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
-        // The entry's prefetch reads the control bytes itself: prefetching
-        // them first, just before, would only hash the id twice.
-        self.prefetch_shop(shop_id);
-        self.prefetch_dedup(source, event_id);
-    }
-
-    /// The first step of [`Engine::prefetch`], which reads nothing: the
-    /// shop table's control bytes and the dedup probe groups.
-    #[inline]
-    pub fn prefetch_early(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
-        self.shops.prefetch_probe(shop_id);
-        self.prefetch_dedup(source, event_id);
-    }
-
-    /// The probe groups of `event_id` in the dedup of `source`'s shard.
-    #[inline]
-    fn prefetch_dedup(&self, source: SourceId, event_id: &[u8]) {
-        let shard = self.source_shards.get(source.0 as usize).copied().unwrap_or(0);
-        if let Some(Some(d)) = self.dedups.get(shard as usize) {
-            d.prefetch(event_id);
-        }
-    }
-
-    /// The second step of [`Engine::prefetch`]: the shop's entry, found by
-    /// its table's control bytes (best already loaded by
-    /// [`Engine::prefetch_early`]).
-    #[inline]
-    pub fn prefetch_shop(&self, shop_id: &[u8]) {
-        self.shops.prefetch(shop_id);
-    }
-
     /// Folds one event read from `source` at processing time `proc_now`.
     pub fn fold(&mut self, source: SourceId, event: &Event, proc_now: Millis) -> Fold {
         let t = event.event_time;

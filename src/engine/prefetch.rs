@@ -1,6 +1,7 @@
 //! Prefetching for the engine's hash tables: asking the CPU to start loading
 //! what a lookup will read, so that over a million shops (tables far larger
 //! than the cache) the misses overlap other work instead of stalling it.
+//! The [`Engine`]'s prefetch calls are here, and what they build on.
 //!
 //! hashbrown reads a table's control bytes first (the group of 16 at
 //! `ctrl + (hash & mask)`), then the entry they point to. It does not expose
@@ -14,6 +15,8 @@
 //! check the layout holds for their tables.
 
 use hashbrown::HashTable;
+
+use super::{Engine, SourceId};
 
 /// Asks the CPU to start loading the cache lines of `len` bytes at `p`. A
 /// hint only: it reads nothing into the program and cannot fault, whatever
@@ -104,5 +107,50 @@ impl Probe {
             let low = self.ctrl.wrapping_sub((pos + GROUP).min(self.mask + 1) * size);
             prefetch_lines(low as *const u8, (pos + GROUP).min(self.mask + 1).saturating_sub(pos) * size);
         }
+    }
+}
+
+impl Engine {
+    /// Starts loading what folding an event of `shop_id` and `event_id`
+    /// read from `source` will touch first into the CPU cache: the shop's
+    /// state (`shops.rs`) and the event id's dedup probe groups (`dedup.rs`).
+    /// Call it for the record about to be folded as soon as its ids are
+    /// known, before decoding the rest of it: over a million shops those
+    /// lookups miss the cache, and the misses then overlap the decode. A
+    /// hint: it changes nothing, whatever the bytes. Finding the shop's
+    /// entry waits for its table's control bytes; a caller that knows its
+    /// events further ahead calls [`Engine::prefetch_early`] for them first
+    /// and [`Engine::prefetch_shop`] a few events later.
+    #[inline]
+    pub fn prefetch(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
+        // The entry's prefetch reads the control bytes itself: prefetching
+        // them first, just before, would only hash the id twice.
+        self.prefetch_shop(shop_id);
+        self.prefetch_dedup(source, event_id);
+    }
+
+    /// The first step of [`Engine::prefetch`], which reads nothing: the
+    /// shop table's control bytes and the dedup probe groups.
+    #[inline]
+    pub fn prefetch_early(&self, source: SourceId, shop_id: &[u8], event_id: &[u8]) {
+        self.shops.prefetch_probe(shop_id);
+        self.prefetch_dedup(source, event_id);
+    }
+
+    /// The probe groups of `event_id` in the dedup of `source`'s shard.
+    #[inline]
+    fn prefetch_dedup(&self, source: SourceId, event_id: &[u8]) {
+        let shard = self.source_shards.get(source.0 as usize).copied().unwrap_or(0);
+        if let Some(Some(d)) = self.dedups.get(shard as usize) {
+            d.prefetch(event_id);
+        }
+    }
+
+    /// The second step of [`Engine::prefetch`]: the shop's entry, found by
+    /// its table's control bytes (best already loaded by
+    /// [`Engine::prefetch_early`]).
+    #[inline]
+    pub fn prefetch_shop(&self, shop_id: &[u8]) {
+        self.shops.prefetch(shop_id);
     }
 }
