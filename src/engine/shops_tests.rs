@@ -154,26 +154,31 @@ fn ids_spread_over_the_tables() {
     assert!(sizes.iter().all(|&n| (600..1400).contains(&n)), "uneven tables: {sizes:?}");
 }
 
-/// The tables of a map that grows as shops come double at different fills
-/// (table `t` at 1/2 + t/128 of its capacity), so their moves do not come
-/// all at once: the shop counts at which each table reaches 2,048 slots
-/// spread over more than a quarter of the range, where tables doubling when
-/// full would reach it within a few percent of each other.
+/// The large tables of a map that grows as shops come double at different
+/// fills (table `t` at 1/2 + t/128 of its capacity), so their moves do not
+/// come all at once: the shop counts at which each table reaches twice
+/// [`STAGGER_FROM`] slots spread over more than a quarter of the range,
+/// where tables doubling when full would reach it within a few percent of
+/// each other.
 #[test]
 fn the_tables_double_at_different_fills() {
     let mut map = ShopMap::default();
     let mut reached: Vec<Option<usize>> = vec![None; SHARDS];
-    for i in 0..200_000 {
-        map.get_or_insert_with(&format!("shop-{i:07}"), ShopState::empty);
-        for (t, table) in map.tables.iter().enumerate() {
-            if reached[t].is_none() && table.num_buckets() >= 2_048 {
-                reached[t] = Some(map.len());
-            }
+    let mut i = 0;
+    while reached.iter().any(Option::is_none) {
+        assert!(i < 2_000_000, "tables never reached {} slots", 2 * STAGGER_FROM);
+        let id = format!("shop-{i:07}");
+        map.get_or_insert_with(&id, ShopState::empty);
+        i += 1;
+        // Only the table the shop went into can have grown.
+        let t = table_of(hash(&id));
+        if reached[t].is_none() && map.tables[t].num_buckets() >= 2 * STAGGER_FROM {
+            reached[t] = Some(map.len());
         }
     }
-    let reached: Vec<usize> = reached.into_iter().map(|r| r.expect("every table reached 2,048 slots")).collect();
+    let reached: Vec<usize> = reached.into_iter().map(|r| r.expect("every table reached it")).collect();
     let (lo, hi) = (*reached.iter().min().unwrap(), *reached.iter().max().unwrap());
-    assert!((hi - lo) * 4 > hi, "tables reached 2,048 slots between {lo} and {hi} shops");
+    assert!((hi - lo) * 4 > hi, "tables reached {} slots between {lo} and {hi} shops", 2 * STAGGER_FROM);
     // Table 0 doubles first, at about half its capacity; table 63 when full.
     assert!(reached[0] < reached[SHARDS - 1], "{reached:?}");
 }
