@@ -1,7 +1,7 @@
 //! Folds the bench's hot-shop mix once, for profiling with perf/callgrind:
-//! `cargo run --release --example fold_profile [hot|zipf] [events, default 1000000] [live] [prefetch]`
+//! `cargo run --release --example fold_profile [hot|zipf] [events, default 1000000] [live] [prefetch|N]`
 //! (`live`: the watermark moves every `TICK_EVERY` events, as in the pipeline;
-//! `prefetch`: each event's lookups prefetched a few events ahead).
+//! `prefetch`: each event's lookups prefetched 4 events ahead, `N`: N ahead).
 #[path = "../benches/common.rs"]
 mod common;
 
@@ -16,8 +16,9 @@ fn main() {
     let live = std::env::args().nth(3).is_some_and(|a| a == "live");
     let tick = if live { common::TICK_EVERY } else { usize::MAX };
     // `prefetch` (4th argument): each event's lookups prefetched 4 events
-    // ahead, as the engine bench's `_prefetch` variant does.
-    let ahead = if std::env::args().nth(4).is_some_and(|a| a == "prefetch") { 4 } else { 0 };
+    // ahead, as the engine bench's `_prefetch` variant does; a number: that
+    // many ahead.
+    let ahead = std::env::args().nth(4).map_or(0, |a| if a == "prefetch" { 4 } else { a.parse().unwrap_or(0) });
     let start = std::time::Instant::now();
     for chunk in events.chunks(tick) {
         common::fold_prefetching(&mut engine, chunk, ahead);

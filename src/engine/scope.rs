@@ -1,5 +1,5 @@
 //! The state of one scope (a shop, a category, the platform): one ring per
-//! window, plus, for busy scopes, an accumulator of the current finest bucket.
+//! window, plus an accumulator of the current finest bucket.
 //! A new shop starts as one list of cells for all windows instead (`cold.rs`)
 //! and gets its rings once that list is long.
 //!
@@ -9,7 +9,11 @@
 //! one finest bucket can be kept in a flat array and added to all rings at
 //! once when the next bucket starts (or before any read that needs them).
 //! Cohort-basis and late counters still go straight to the rings. Reads add
-//! the accumulator when its bucket lies in the window read.
+//! the accumulator when its bucket lies in the window read. A shop starts
+//! one as soon as it has rings (past `COLD_LIST_CELLS` cells, a shop of some
+//! hundred events an hour): started only once its finest ring was hot (48
+//! cells), the events of shops of 65-1,000 events took a third more cycles
+//! each, a quarter of the Zipf fold over 1M shops (BENCHMARKS.md, session 18).
 
 use super::cold::{Cold, COLD_LIST_CELLS};
 use super::counts::{Counts, Deltas, NF};
@@ -56,7 +60,7 @@ impl Acc {
 }
 
 /// A scope is either one cold list for all windows or one ring per window
-/// (plus, once busy, an accumulator). One or the other, never both: as an
+/// (plus an accumulator). One or the other, never both: as an
 /// enum the state is 72 bytes, which keeps a shop's map entry at two cache
 /// lines (`shops.rs`).
 #[derive(Clone, Debug)]
@@ -78,7 +82,7 @@ struct Warm {
 impl ScopeState {
     /// A scope whose first event is at `t`; `busy` scopes (categories, the
     /// platform) accumulate from the start, shops start as one cold list and
-    /// accumulate once their finest ring is busy.
+    /// accumulate once they have rings.
     pub fn new(layout: &Layout, t: Millis, busy: bool) -> ScopeState {
         let fine_bucket = bucket_of(t, layout.steps[layout.fine]);
         if !busy && layout.nested {
@@ -246,7 +250,9 @@ impl Warm {
                 for (f, v) in deltas.activity() {
                     Self::add_to_rings(&mut self.rings, f, v, buckets, false);
                 }
-                if self.acc.is_none() && layout.nested && self.rings[layout.fine].is_hot() {
+                // No accumulator yet (the rings are new) or none since a
+                // read for eviction dropped it: start one.
+                if self.acc.is_none() && layout.nested {
                     self.start_acc(fine_bucket);
                 }
             }
