@@ -382,3 +382,64 @@ impl ScopeState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, EventBody, Money, OrderStep};
+
+    /// A paid order of shop `s` at `t`.
+    fn paid(t: Millis) -> Event {
+        Event {
+            event_id: format!("e{t}"),
+            shop_id: "s".into(),
+            order_id: format!("o{t}"),
+            sub_order_id: None,
+            event_time: t,
+            category: "toys".into(),
+            body: EventBody::Order {
+                step: OrderStep::Paid,
+                cancelled_by: None,
+                money: Money { amount_minor: 990, currency: *b"CNY" },
+            },
+        }
+    }
+
+    fn apply(layout: &Layout, scope: &mut ScopeState, t: Millis) {
+        let buckets: Vec<(i64, i64)> = layout.steps.iter().map(|&s| (bucket_of(t, s), bucket_of(t, s))).collect();
+        scope.apply(layout, &Deltas::of(&paid(t)), &buckets, buckets[layout.fine].0);
+    }
+
+    /// A shop of one order a minute gets rings after an hour or so, when
+    /// its finest ring (5 minutes) holds a few cells, far from hot: it
+    /// accumulates from then on all the same (see the module's header).
+    #[test]
+    fn a_shop_accumulates_as_soon_as_it_has_rings() {
+        let (steps, lens) = (vec![60_000, 300_000, 3_600_000, 86_400_000], vec![5, 12, 24, 30]);
+        let layout = Layout::new(steps, lens, vec![2; 4]);
+        let mut scope = ScopeState::new(&layout, 0, false);
+        let mut t = 0;
+        while matches!(scope.0, Body::Cold(_)) {
+            apply(&layout, &mut scope, t);
+            t += 60_000;
+        }
+        let Body::Warm(warm) = &scope.0 else { unreachable!("left the loop warm") };
+        assert!(!warm.rings[layout.fine].is_hot(), "the finest ring is not hot: {:?}", warm.rings[layout.fine]);
+        apply(&layout, &mut scope, t);
+        let Body::Warm(warm) = &scope.0 else { unreachable!("a warm scope stays warm") };
+        assert!(warm.acc.is_some(), "a shop with rings accumulates its finest bucket");
+        // What it accumulated is read back: the window of the last 5
+        // minutes holds the last 5 orders.
+        let five = scope.read(&layout, 0, bucket_of(t, 60_000));
+        let one = {
+            let mut s = ScopeState::new(&layout, t, false);
+            apply(&layout, &mut s, t);
+            s.read(&layout, 0, bucket_of(t, 60_000))
+        };
+        let mut want = Counts::default();
+        for _ in 0..5 {
+            want.add(&one);
+        }
+        assert_eq!(five, want);
+    }
+}
