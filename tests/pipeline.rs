@@ -1,15 +1,15 @@
 //! The pure pipeline (engine + rules) driven directly, without Kafka: event
 //! time, watermarks across partitions, and the alert lifecycle.
 
+mod common;
+
+use common::{by_incident, MINUTE, T0};
 use peakguard::config::Config;
 use peakguard::engine::{Fold, SourceId};
 use peakguard::event::*;
 use peakguard::pipeline::topk::TopKConfig;
 use peakguard::pipeline::Pipeline;
 use peakguard::rules::{Alert, AlertStatus};
-
-const T0: Millis = 1_794_326_400_000;
-const MINUTE: Millis = 60_000;
 
 fn ev(shop: &str, n: usize, t: Millis, refund: bool) -> Event {
     let money = Money::new(100, "CNY").unwrap();
@@ -87,14 +87,7 @@ fn fires_then_resolves_as_window_drains() {
     let mut now = 0;
     for m in 0..20i64 {
         let refunds = if (5..8).contains(&m) { 8 } else { 0 };
-        for i in 0..20 {
-            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + i * 1_000, false), now);
-            n += 1;
-        }
-        for i in 0..refunds {
-            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
-            n += 1;
-        }
+        common::trade_minute(&mut p, ORDERS, m, (20, refunds), &mut n, now, |n, t, refund| ev("s", n, t, refund));
         now += 10;
         p.tick(now, &mut alerts);
     }
@@ -329,19 +322,6 @@ fn top_k_lists_are_the_best_shops_of_all() {
 mod visit_budget {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
-
-    /// Every alert transition, by fingerprint, in the order emitted.
-    fn by_incident(alerts: &[Alert]) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for a in alerts {
-            out.entry(a.fingerprint.clone()).or_default().push(format!(
-                "{:?} {} {:?} {}/{} {}",
-                a.status, a.starts_at, a.ends_at, a.numerator, a.denominator, a.window
-            ));
-        }
-        out
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]

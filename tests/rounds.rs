@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{MINUTE, T0};
+use common::{by_incident, MINUTE, T0};
 use peakguard::config::Config;
 use peakguard::engine::SourceId;
 use peakguard::event::*;
 use peakguard::pipeline::topk::TopKConfig;
 use peakguard::pipeline::Pipeline;
-use peakguard::rules::{Alert, AlertStatus};
+use peakguard::rules::AlertStatus;
 use proptest::prelude::*;
 
 const ORDERS: SourceId = SourceId(0);
@@ -46,14 +44,7 @@ fn a_firing_shop_that_falls_under_the_volume_floor_resolves_while_it_trades() {
             5..8 => (20, 10),
             _ => (2, 0),
         };
-        for i in 0..orders {
-            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + i * 1_000, false), now);
-            n += 1;
-        }
-        for i in 0..refunds {
-            p.ingest(ORDERS, &ev("s", n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
-            n += 1;
-        }
+        common::trade_minute(&mut p, ORDERS, m, (orders, refunds), &mut n, now, |n, t, refund| ev("s", n, t, refund));
         now += 10;
         p.tick(now, &mut alerts);
         if resolved_at_minute.is_none() && alerts.iter().any(|a| a.status == AlertStatus::Resolved) {
@@ -69,18 +60,6 @@ fn a_firing_shop_that_falls_under_the_volume_floor_resolves_while_it_trades() {
     assert_eq!(m, 13, "{alerts:#?}");
     assert_eq!(alerts[1].window_end, T0 + 12 * MINUTE, "{alerts:#?}");
     assert_eq!(alerts[1].denominator, 28, "{alerts:#?}");
-}
-
-/// Every alert transition, by fingerprint, in the order emitted.
-fn by_incident(alerts: &[Alert]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for a in alerts {
-        out.entry(a.fingerprint.clone()).or_default().push(format!(
-            "{:?} {} {:?} {}/{} {}",
-            a.status, a.starts_at, a.ends_at, a.numerator, a.denominator, a.window
-        ));
-    }
-    out
 }
 
 /// Two shop rules on two windows (a 5-minute refund rate, and a 1-hour

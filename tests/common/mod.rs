@@ -1,5 +1,6 @@
-//! Helpers shared by the tests that run on librdkafka's in-process cluster:
-//! events of one shop, and reading a topic back.
+//! Helpers shared by the tests: events of one shop, a minute of its trade
+//! folded into a pipeline, alerts by incident, and (for the tests that run
+//! on librdkafka's in-process cluster) reading a topic back.
 #![allow(dead_code)]
 
 pub mod server;
@@ -50,6 +51,42 @@ pub fn refund(shop: &str, n: usize, t: Millis) -> Event {
             order_paid_at: t - MINUTE,
             requested_at: None,
         },
+    }
+}
+
+/// Every alert transition, by fingerprint, in the order emitted: what two
+/// runs that must raise the same alerts are compared by.
+pub fn by_incident(alerts: &[peakguard::rules::Alert]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for a in alerts {
+        out.entry(a.fingerprint.clone()).or_default().push(format!(
+            "{:?} {} {:?} {}/{} {}",
+            a.status, a.starts_at, a.ends_at, a.numerator, a.denominator, a.window
+        ));
+    }
+    out
+}
+
+/// Minute `m` (from [`T0`]) of one shop's trade, folded into `p` at
+/// processing time `now`: `orders` orders a second apart from the minute's
+/// start, then `refunds` refunds a second apart from 30 s into it, numbered
+/// from `*n` on and made by `ev` (number, event time, refund or not).
+pub fn trade_minute(
+    p: &mut peakguard::pipeline::Pipeline,
+    source: peakguard::engine::SourceId,
+    m: i64,
+    (orders, refunds): (i64, i64),
+    n: &mut usize,
+    now: Millis,
+    ev: impl Fn(usize, Millis, bool) -> Event,
+) {
+    for i in 0..orders {
+        p.ingest(source, &ev(*n, T0 + m * MINUTE + i * 1_000, false), now);
+        *n += 1;
+    }
+    for i in 0..refunds {
+        p.ingest(source, &ev(*n, T0 + m * MINUTE + 30_000 + i * 1_000, true), now);
+        *n += 1;
     }
 }
 
